@@ -1,0 +1,68 @@
+"""Shared helpers: compose the real config tree, shrunk so a training step takes milliseconds."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from tinygpt.config import conf_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+# A model and a recipe small enough for a 2-core CI machine.
+TINY = [
+    "model.n_layer=2",
+    "model.n_head=4",
+    "model.n_embd=32",
+    "model.block_size=32",
+    "batch_size=4",
+    "eval_iters=2",
+    "log_interval=1",
+    "sample_interval=0",
+    "device=cpu",
+]
+
+
+def compose_train(*overrides: str, tiny: bool = True) -> DictConfig:
+    """The training config exactly as ``python -m tinygpt.train`` composes it, plus overrides."""
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        return compose("train", overrides=[*(TINY if tiny else []), *overrides])
+
+
+def build_model(*overrides: str, vocab_size: int = 50):
+    cfg = compose_train(*overrides)
+    return instantiate(cfg.model)(vocab_size=vocab_size)
+
+
+def set_keys(cfg: DictConfig, **values) -> DictConfig:
+    with open_dict(cfg):
+        for key, value in values.items():
+            cfg[key] = value
+    return cfg
+
+
+def run_cli(*args: str, cwd: Path | None = None, module: str = "tinygpt.train", env: dict | None = None):
+    """Run a TinyGPT command in a fresh interpreter, as a user would."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def shakespeare() -> Path:
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"{SHAKESPEARE} is not here")
+    return SHAKESPEARE

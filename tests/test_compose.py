@@ -1,0 +1,40 @@
+"""Every option of every config group composes and trains for two real steps."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import compose_train
+
+from tinygpt.config import conf_dir
+from tinygpt.train import train
+
+GROUPS = ["model", "model/norm", "model/pos", "model/mlp", "optim", "schedule", "data", "data/tokenizer"]
+
+
+def group_options() -> list[tuple[str, str]]:
+    root = Path(conf_dir())
+    return [(g, f.stem) for g in GROUPS for f in sorted((root / g).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    found = {g for g, _ in group_options()}
+    assert found == set(GROUPS)
+
+
+@pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
+def test_option_trains_two_steps(group, option, tmp_path):
+    cfg = compose_train(f"{group}={option}", "max_steps=2", "eval_interval=2")
+    result = train(cfg, tmp_path)
+    assert result["step"] == 2
+    assert math.isfinite(result["val_loss"])
+    saved = json.loads((tmp_path / "effective_config.json").read_text())
+    assert saved["max_steps"] == 2
+
+
+def test_swapping_one_part_of_a_preset(tmp_path):
+    cfg = compose_train("model=llama", "model/norm=layernorm", "max_steps=2")
+    assert cfg.model.norm._target_ == "torch.nn.LayerNorm"
+    assert cfg.model.pos._target_ == "tinygpt.model.RoPE"
+    train(cfg, tmp_path)

@@ -1,0 +1,131 @@
+"""The training command as a user runs it: learning, run-directory files, resume, clear errors."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, compose_train, run_cli, set_keys
+
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.errors import UserError
+from tinygpt.train import train
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_command_learns_and_writes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "max_steps=200",
+        "batch_size=16",
+        "model.block_size=64",
+        "optim.lr=2e-3",
+        "eval_interval=100",
+        "eval_iters=10",
+        "log_interval=50",
+        "sample_interval=200",
+        "sample_tokens=40",
+        "schedule.warmup_steps=20",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in (
+        "ckpt.pt",
+        "ckpt_best.pt",
+        "effective_config.json",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "train.log",
+        ".hydra/config.yaml",
+    ):
+        assert (run_dir / name).is_file(), name
+    metrics = read_metrics(run_dir)
+    train_logs = [m for m in metrics if "train_loss" in m]
+    assert [m["step"] for m in train_logs] == [50, 100, 150, 200]
+    assert all({"lr", "tokens_per_s"} <= m.keys() for m in train_logs)
+    vals = [m["val_loss"] for m in metrics if "val_loss" in m]
+    uniform = torch.log(
+        torch.tensor(float(json.loads((run_dir / "tokenizer.json").read_text())["chars"].__len__()))
+    )
+    assert vals[-1] < uniform.item() - 1.5, vals  # far below the loss of guessing uniformly
+    assert vals[-1] < vals[0]
+    ckpt = load_checkpoint(run_dir / "ckpt.pt")
+    assert ckpt["step"] == 200
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in ckpt["model"])
+    assert "sample at step 200" in (run_dir / "train.log").read_text()
+    effective = json.loads((run_dir / "effective_config.json").read_text())
+    assert effective["model"]["block_size"] == 64 and effective["ckpt_interval"] == 100
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    cfg = compose_train("max_steps=6", "eval_interval=3")
+    train(cfg, tmp_path)
+    first = load_checkpoint(tmp_path / "ckpt.pt")
+    resumed = train(set_keys(compose_train("max_steps=10", "eval_interval=3"), resume=True), tmp_path)
+    assert resumed["step"] == 10
+    steps = [m["step"] for m in read_metrics(tmp_path) if "train_loss" in m]
+    assert steps == list(range(1, 11))  # one record per step, no step done twice
+    last = load_checkpoint(tmp_path / "ckpt.pt")
+    assert last["step"] == 10
+    assert not torch.equal(last["model"]["transformer.wte.weight"], first["model"]["transformer.wte.weight"])
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(compose_train("max_steps=8", "eval_interval=4"), straight)
+    train(compose_train("max_steps=4", "eval_interval=4"), split)
+    train(set_keys(compose_train("max_steps=8", "eval_interval=4"), resume=True), split)
+    a, b = load_checkpoint(straight / "ckpt.pt")["model"], load_checkpoint(split / "ckpt.pt")["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
+    train(compose_train("max_steps=2"), tmp_path)
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    with pytest.raises(UserError, match="resume=true"):
+        train(compose_train("max_steps=2"), tmp_path)
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
+
+
+def test_resume_refuses_a_different_model_shape(tmp_path):
+    train(compose_train("max_steps=2"), tmp_path)
+    with pytest.raises(UserError, match="model config differs"):
+        train(set_keys(compose_train("max_steps=4", "model.n_layer=3"), resume=True), tmp_path)
+
+
+def test_resume_of_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "ckpt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="corrupt"):
+        train(set_keys(compose_train("max_steps=2"), resume=True), tmp_path)
+
+
+ERRORS = {
+    "unknown group option": (["model=gpt5"], "gpt5"),
+    "unknown key": (["model.n_layr=3"], "n_layr"),
+    "n_embd not divisible by n_head": (
+        ["model.n_embd=30"],
+        "model.n_embd (30) must be divisible by model.n_head",
+    ),
+    "n_head not divisible by n_kv_head": (["model.n_kv_head=3"], "divisible by model.n_kv_head (3)"),
+    "block_size beyond the data": (
+        ["model.block_size=5000000"],
+        "too few for one window of model.block_size",
+    ),
+    "missing data file": (["data.path=/nonexistent/corpus.txt"], "does not exist"),
+    "bad device": (["device=tpu"], "device must be one of"),
+    "batch not divisible by accumulation": (["grad_accum_steps=3"], "divisible by grad_accum_steps"),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_user_mistakes_get_one_clear_line(case, tmp_path):
+    overrides, message = ERRORS[case]
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY, "max_steps=1", f"hydra.run.dir={run_dir}", *overrides)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "ckpt.pt").exists()

@@ -1,0 +1,7 @@
+"""GPT and its swappable parts (norms come straight from torch.nn)."""
+
+from tinygpt.model.gpt import GPT, Block, CausalSelfAttention
+from tinygpt.model.mlp import GeluMLP, SwiGLU
+from tinygpt.model.pos import LearnedPositions, RoPE
+
+__all__ = ["GPT", "Block", "CausalSelfAttention", "GeluMLP", "SwiGLU", "LearnedPositions", "RoPE"]
