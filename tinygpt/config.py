@@ -19,6 +19,7 @@ def conf_dir() -> str:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -49,3 +50,21 @@ def check_train_config(cfg: DictConfig) -> None:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
     if cfg.optim.lr <= 0:
         raise UserError(f"optim.lr must be positive, got {cfg.optim.lr}")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise UserError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.z_loss < 0:
+        raise UserError(f"z_loss must be >= 0, got {cfg.z_loss}")
+    if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
+        raise UserError(f"ema_decay must be in (0, 1) or null, got {cfg.ema_decay}")
+    start = cfg.curriculum_start_block_size
+    if start is not None and not 1 <= start <= cfg.model.block_size:
+        raise UserError(
+            f"curriculum_start_block_size must be between 1 and model.block_size ({cfg.model.block_size}), "
+            f"got {start}"
+        )
+    if cfg.curriculum_steps is not None and cfg.curriculum_steps < 0:
+        raise UserError(f"curriculum_steps must be >= 0 or null, got {cfg.curriculum_steps}")
+    if not isinstance(cfg.max_skipped_steps, int) or cfg.max_skipped_steps < 1:
+        raise UserError(f"max_skipped_steps must be a positive integer, got {cfg.max_skipped_steps!r}")

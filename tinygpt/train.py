@@ -1,10 +1,12 @@
 """Training entry point: ``python -m tinygpt.train [overrides]``.
 
-The loop, top to bottom: build data, model and optimizer from the config; maybe resume; then for each
-step set the LR, accumulate gradients over micro-batches, clip, step; log, evaluate, sample and
-checkpoint at their intervals. Everything a run writes goes to its run directory.
+The loop, top to bottom: build data, model, optimizer and schedule from the config; maybe resume;
+then for each step: set the LR and block size, accumulate gradients over micro-batches under autocast,
+unscale and clip, skip the update if anything is non-finite, step, update the EMA; and at their
+intervals log, evaluate, sample and checkpoint. Everything a run writes goes to its run directory.
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -14,19 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    remove_partial_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
 from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
+from tinygpt.progress import STEP_LINE, progress_bar
+from tinygpt.schedule import curriculum_block_size
 
 log = logging.getLogger("tinygpt")
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(name: str) -> torch.device:
@@ -39,32 +53,59 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy; logits (B, T, V), targets (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: TextData, cfg: DictConfig, device: torch.device) -> float:
     """Mean val loss over ``eval_iters`` batches; the same batches at every evaluation, so values compare."""
+    was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
     for i in range(cfg.eval_iters):
         x, y = get_batch(data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM, i), device)
-        total += lm_loss(model(x), y)
-    model.train()
+        with autocast(device, cfg.precision):
+            total += lm_loss(model(x), y)
+    model.train(was_training)
     return total.item() / cfg.eval_iters
 
 
 @torch.no_grad()
 def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int, device: torch.device) -> str:
+    was_training = model.training
     model.eval()
     tok = data.tokenizer
     start = tok.encode("\n") if "\n" in getattr(tok, "chars", "") else [0]
     idx = torch.tensor([list(start)], dtype=torch.long, device=device)
     out = model.generate(idx, n_tokens, temperature=0.8, top_k=50)
-    model.train()
+    model.train(was_training)
     return tok.decode(out[0, len(start) :].tolist())
+
+
+def accumulate_gradients(
+    forward: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: DictConfig, scaler: torch.amp.GradScaler
+) -> torch.Tensor:
+    """Backward over ``grad_accum_steps`` equal slices of the batch x, y (B, T); returns the mean loss.
+
+    Each micro-step's loss is divided by the number of slices, so the summed gradient equals the
+    gradient of the whole batch's mean loss: accumulation changes memory use, not the result.
+    """
+    loss_sum = torch.zeros((), device=x.device)
+    for xm, ym in zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True):
+        with autocast(x.device, cfg.precision):
+            loss = lm_loss(forward(xm), ym, cfg.label_smoothing, cfg.z_loss) / cfg.grad_accum_steps
+        scaler.scale(loss).backward()
+        loss_sum += loss.detach()
+    return loss_sum
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """torch's AveragedModel as an EMA: the first update copies the weights, then
+    ema <- decay * ema + (1 - decay) * weights after every optimizer step."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def model_signature(cfg: DictConfig) -> dict[str, Any]:
@@ -72,23 +113,21 @@ def model_signature(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.model, resolve=True)
 
 
-def capture_rng() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+def write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """On resume, drop records a killed run logged after its last checkpoint: they are redone."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        kept = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["step"] <= last_step
+        ]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
@@ -111,30 +150,51 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
     data: TextData = instantiate(cfg.data)
     check_fits(data, cfg.model.block_size)
     model = instantiate(cfg.model)(vocab_size=data.tokenizer.vocab_size).to(device)
-    optimizer = build_optimizer(model, instantiate(cfg.optim), cfg.optim.weight_decay)
+    model.grad_checkpointing = cfg.grad_checkpointing
+    optimizer = build_optimizer(
+        model, instantiate(cfg.optim), cfg.optim.weight_decay, cfg.optim.decay_embeddings
+    )
     lr_factor = instantiate(cfg.schedule)
+    lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    ema = None
+    if cfg.ema_decay is not None:
+        ema = make_ema(model, cfg.ema_decay)
+    forward = torch.compile(model) if cfg.compile else model  # checkpoints always save the plain `model`
+    curriculum_steps = cfg.curriculum_steps if cfg.curriculum_steps is not None else cfg.max_steps // 2
 
-    step, best_val = 0, math.inf
+    step, best_val, tokens_seen, skipped_in_a_row, skipped_total = 0, math.inf, 0, 0, 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_checkpoints(run_dir)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        step, best_val = ckpt["step"], ckpt["best_val_loss"]
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            if ckpt.get("ema") is None:
+                raise UserError(f"cannot resume {ckpt_path} with ema_decay set: it was trained without EMA")
+            ema.module.load_state_dict(ckpt["ema"])
+            ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        step, best_val, tokens_seen = ckpt["step"], ckpt["best_val_loss"], ckpt["tokens_seen"]
+        skipped_in_a_row, skipped_total = ckpt["skipped_in_a_row"], ckpt["skipped_total"]
         restore_rng(ckpt["rng"])
+        truncate_metrics(run_dir, step)
         log.info("resumed %s at step %d", ckpt_path, step)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "effective_config.json").write_text(json.dumps(resolved, indent=2) + "\n", encoding="utf-8")
     data.tokenizer.save(run_dir / "tokenizer.json")
     log.info(
-        "model: %.2fM parameters (%.2fM non-embedding), vocab %d, device %s, run dir %s",
+        "model: %.2fM parameters (%.2fM non-embedding), vocab %d, device %s, precision %s, run dir %s",
         model.num_params(non_embedding=False) / 1e6,
         model.num_params() / 1e6,
         data.tokenizer.vocab_size,
         device,
+        cfg.precision,
         run_dir,
     )
 
@@ -142,62 +202,108 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "ema": ema.module.state_dict() if ema is not None else None,
+            "ema_n_averaged": ema.n_averaged if ema is not None else None,
             "step": step,
             "best_val_loss": best_val,
+            "tokens_seen": tokens_seen,
+            "skipped_in_a_row": skipped_in_a_row,
+            "skipped_total": skipped_total,
             "config": resolved,
             "rng": capture_rng(),
         }
         save_checkpoint(state, path)
 
-    micro_batch = cfg.batch_size // cfg.grad_accum_steps
-    tokens_per_step = cfg.batch_size * cfg.model.block_size
+    grad_clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # the norm is always computed and logged
     val_loss = math.nan
-    t_last, step_last = time.perf_counter(), step
+    t_last, tokens_last = time.perf_counter(), tokens_seen
     model.train()
-    while step < cfg.max_steps:
-        lr = cfg.optim.lr * lr_factor(step, cfg.max_steps)
-        set_lr(optimizer, lr)
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(cfg.grad_accum_steps):
-            x, y = get_batch(
-                data.train, micro_batch, cfg.model.block_size, (cfg.seed, TRAIN_STREAM, step, micro), device
+    with progress_bar(cfg.max_steps, step, enabled=True) as show_progress:
+        while step < cfg.max_steps:
+            lr = cfg.optim.lr * lr_factor(step, cfg.max_steps)
+            set_lr(optimizer, lr)
+            block_size = curriculum_block_size(
+                step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
-            loss = lm_loss(model(x), y) / cfg.grad_accum_steps
-            loss.backward()
-            loss_sum += loss.detach()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+            x, y = get_batch(data.train, cfg.batch_size, block_size, (cfg.seed, TRAIN_STREAM, step), device)
+            loss_sum = accumulate_gradients(forward, x, y, cfg, scaler)
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            # One host sync per step: a non-finite loss or gradient must never reach the weights.
+            if torch.isfinite(grad_norm).logical_and(torch.isfinite(loss_sum)).item():
+                scaler.step(optimizer)
+                skipped_in_a_row = 0
+                if ema is not None:
+                    ema.update_parameters(model)
+            else:
+                skipped_in_a_row += 1
+                skipped_total += 1
+                log.warning(
+                    "step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                    step + 1,
+                    skipped_in_a_row,
+                )
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += cfg.batch_size * block_size
+            if skipped_in_a_row >= cfg.max_skipped_steps:
+                raise UserError(
+                    f"stopped at step {step}: {skipped_in_a_row} non-finite losses or gradients in a row "
+                    f"(max_skipped_steps={cfg.max_skipped_steps}); the last good checkpoint is {ckpt_path}. "
+                    "Lower optim.lr, set grad_clip, or use precision=bf16/fp32"
+                )
 
-        if step % cfg.log_interval == 0 or step == cfg.max_steps:
-            train_loss = loss_sum.item()  # the only host sync of a training step, and only at log time
-            elapsed = time.perf_counter() - t_last
-            tokens_per_s = tokens_per_step * (step - step_last) / max(elapsed, 1e-9)
-            t_last, step_last = time.perf_counter(), step
-            log.info(
-                "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s",
-                step,
-                cfg.max_steps,
-                train_loss,
-                lr,
-                tokens_per_s,
-            )
-            append_metrics(run_dir, dict(step=step, train_loss=train_loss, lr=lr, tokens_per_s=tokens_per_s))
-        pause = time.perf_counter()  # eval, samples and checkpoints do not count against tokens/s
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            val_loss = evaluate(model, data, cfg, device)
-            log.info("step %d | val loss %.4f", step, val_loss)
-            append_metrics(run_dir, dict(step=step, val_loss=val_loss, lr=lr))
-            if val_loss < best_val:
-                best_val = val_loss
-                checkpoint(run_dir / "ckpt_best.pt")
-        if cfg.sample_interval and (step % cfg.sample_interval == 0 or step == cfg.max_steps):
-            log.info("sample at step %d:\n%s", step, sample_text(model, data, cfg.sample_tokens, device))
-        if step % cfg.ckpt_interval == 0 or step == cfg.max_steps:
-            checkpoint(ckpt_path)
-        t_last += time.perf_counter() - pause
+            if step % cfg.log_interval == 0 or step == cfg.max_steps:
+                train_loss = loss_sum.item()  # host syncs beyond the skip check happen only at log time
+                elapsed = time.perf_counter() - t_last
+                tokens_per_s = (tokens_seen - tokens_last) / max(elapsed, 1e-9)
+                t_last, tokens_last = time.perf_counter(), tokens_seen
+                record = dict(
+                    step=step,
+                    train_loss=train_loss,
+                    lr=lr,
+                    grad_norm=grad_norm.item(),
+                    tokens_per_s=tokens_per_s,
+                    tokens_seen=tokens_seen,
+                    block_size=block_size,
+                    skipped_steps=skipped_total,
+                )
+                write_metrics(run_dir, record)
+                log.info(
+                    "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s",
+                    step,
+                    cfg.max_steps,
+                    train_loss,
+                    lr,
+                    record["grad_norm"],
+                    tokens_per_s,
+                    extra={STEP_LINE: True},
+                )
+                if show_progress is not None:  # on a terminal the bar replaces the step lines
+                    show_progress(step, loss=train_loss, lr=lr, tok_s=tokens_per_s)
+            pause = time.perf_counter()  # eval, samples and checkpoints do not count against tokens/s
+            if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+                val_loss = evaluate(forward, data, cfg, device)
+                record = dict(step=step, val_loss=val_loss, lr=lr)
+                if ema is not None:
+                    record["ema_val_loss"] = evaluate(ema.module, data, cfg, device)
+                write_metrics(run_dir, record)
+                log.info(
+                    "step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k)
+                )
+                if val_loss < best_val:
+                    best_val = val_loss
+                    checkpoint(run_dir / "ckpt_best.pt")
+            if cfg.sample_interval and (step % cfg.sample_interval == 0 or step == cfg.max_steps):
+                sampler = ema.module if ema is not None else model
+                log.info(
+                    "sample at step %d:\n%s", step, sample_text(sampler, data, cfg.sample_tokens, device)
+                )
+            if step % cfg.ckpt_interval == 0 or step == cfg.max_steps:
+                checkpoint(ckpt_path)
+            t_last += time.perf_counter() - pause
     if ckpt is not None and step == ckpt["step"]:
         log.info("nothing to do: the run already reached max_steps=%d", cfg.max_steps)
     return {"val_loss": val_loss, "best_val_loss": best_val, "step": step}

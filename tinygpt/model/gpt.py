@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
 
@@ -122,6 +123,7 @@ class GPT(nn.Module):
         check_shape(vocab_size, n_layer, n_head, n_kv_head, n_embd, block_size, dropout, sliding_window)
         self.block_size = block_size
         self.n_layer = n_layer
+        self.grad_checkpointing = False  # set by the loop: recompute each block in backward to save memory
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab_size, n_embd),
@@ -166,7 +168,10 @@ class GPT(nn.Module):
         wpe = self.transformer.wpe
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
         for block in self.transformer.h:
-            x = block(x, pos, wpe.rotate)
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, pos, wpe.rotate, use_reentrant=False)
+            else:
+                x = block(x, pos, wpe.rotate)
         return self.lm_head(self.transformer.ln_f(x))
 
     def num_params(self, non_embedding: bool = True) -> int:
