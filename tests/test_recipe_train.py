@@ -1,0 +1,207 @@
+"""The recipe inside the real loop: every optimizer and precision learns, nothing is lost on a kill,
+and a non-finite step never reaches the weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO, TINY, compose_train, run_cli, set_keys
+
+import tinygpt.train
+from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.errors import UserError
+from tinygpt.train import train
+
+
+def metrics(run_dir, key):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if key in r]
+
+
+LEARNING_RATES = {"adamw": 3e-3, "adamw8bit": 3e-3, "lion": 1e-3, "muon": 3e-3}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("optim", list(LEARNING_RATES))
+def test_every_optimizer_learns_in_20_steps(optim, precision, tmp_path):
+    cfg = compose_train(
+        f"optim={optim}",
+        f"optim.lr={LEARNING_RATES[optim]}",
+        f"precision={precision}",
+        "max_steps=20",
+        "eval_interval=20",
+        "schedule.warmup_steps=2",
+        "batch_size=16",
+    )
+    train(cfg, tmp_path)
+    losses = [r["train_loss"] for r in metrics(tmp_path, "train_loss")]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3, losses
+
+
+def test_fp16_uses_a_grad_scaler_whose_state_is_checkpointed(tmp_path):
+    train(compose_train("precision=fp16", "max_steps=3"), tmp_path)
+    scaler = load_checkpoint(tmp_path / "ckpt.pt")["scaler"]
+    assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 3  # three finite steps counted
+    train(set_keys(compose_train("precision=fp16", "max_steps=5"), resume=True), tmp_path)
+    assert load_checkpoint(tmp_path / "ckpt.pt")["scaler"]["_growth_tracker"] == 5  # resumed, not restarted
+
+
+def test_metrics_carry_grad_norm_tokens_and_ema_val_loss(tmp_path):
+    train(compose_train("max_steps=4", "eval_interval=2", "ema_decay=0.9"), tmp_path)
+    logs = metrics(tmp_path, "train_loss")
+    assert all(r["grad_norm"] > 0 for r in logs)
+    assert [r["tokens_seen"] for r in logs] == [4 * 32 * s for s in (1, 2, 3, 4)]  # batch 4 x block 32
+    evals = metrics(tmp_path, "val_loss")
+    assert [r["step"] for r in evals] == [2, 4] and all("ema_val_loss" in r for r in evals)
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["ema"].keys() == ckpt["model"].keys()
+    assert not torch.equal(ckpt["ema"]["transformer.wte.weight"], ckpt["model"]["transformer.wte.weight"])
+
+
+def test_curriculum_block_size_seen_by_the_model(tmp_path, monkeypatch):
+    seen = []
+    real_loss = tinygpt.train.lm_loss
+    monkeypatch.setattr(
+        tinygpt.train, "lm_loss", lambda logits, y, *a: seen.append(y.shape[1]) or real_loss(logits, y, *a)
+    )
+    train(
+        compose_train(
+            "max_steps=8",
+            "eval_interval=100",
+            "eval_iters=1",
+            "curriculum_start_block_size=8",
+            "curriculum_steps=6",
+        ),
+        tmp_path,
+    )
+    # target 8 + 24 * step / 6 rounded down to multiples of 8: steps 0-1 -> 8, 2-3 -> 16, 4-5 -> 24, 6+ -> 32
+    assert seen[:8] == [8, 8, 16, 16, 24, 24, 32, 32]
+    assert [r["block_size"] for r in metrics(tmp_path, "block_size")] == [8, 8, 16, 16, 24, 24, 32, 32]
+
+
+def test_a_non_finite_step_never_reaches_the_weights(tmp_path, monkeypatch):
+    train(compose_train("max_steps=2"), tmp_path)
+    before = load_checkpoint(tmp_path / "ckpt.pt")
+    real_loss = tinygpt.train.lm_loss
+    monkeypatch.setattr(tinygpt.train, "lm_loss", lambda *a: real_loss(*a) * float("nan"))
+    train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)
+    after = load_checkpoint(tmp_path / "ckpt.pt")
+    assert after["step"] == 3 and after["skipped_total"] == 1
+    for name, w in before["model"].items():
+        assert torch.equal(w, after["model"][name]), name
+    monkeypatch.setattr(tinygpt.train, "lm_loss", real_loss)
+    train(set_keys(compose_train("max_steps=4"), resume=True), tmp_path)  # and the run carries on
+    resumed = load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed["skipped_in_a_row"] == 0
+    assert not torch.equal(
+        resumed["model"]["transformer.wte.weight"], before["model"]["transformer.wte.weight"]
+    )
+
+
+def test_persistent_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    train(compose_train("max_steps=2"), tmp_path)
+    good = (tmp_path / "ckpt.pt").read_bytes()
+    real_loss = tinygpt.train.lm_loss
+    monkeypatch.setattr(tinygpt.train, "lm_loss", lambda *a: real_loss(*a) * float("inf"))
+    with pytest.raises(UserError, match="3 non-finite losses or gradients in a row"):
+        train(set_keys(compose_train("max_steps=10", "max_skipped_steps=3"), resume=True), tmp_path)
+    assert (tmp_path / "ckpt.pt").read_bytes() == good
+
+
+KILL_ARGS = [a for a in TINY if not a.startswith("log_interval")] + [
+    "model.n_embd=64",
+    "batch_size=16",
+    "max_steps=300",
+    "ckpt_interval=25",
+    "eval_interval=1000",
+    "log_interval=25",
+]
+
+
+def _final_weights(run_dir):
+    return load_checkpoint(run_dir / "ckpt.pt")["model"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["ema_decay=0.95", "grad_accum_steps=2", "model.dropout=0.1"]],
+    ids=["plain", "ema+accum+dropout"],
+)
+def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(extra, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = run_cli(*KILL_ARGS, *extra, f"hydra.run.dir={straight}")
+    assert proc.returncode == 0, proc.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tinygpt.train", *KILL_ARGS, *extra, f"hydra.run.dir={killed}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (killed / "ckpt.pt").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert load_checkpoint(killed / "ckpt.pt")["step"] < 300
+    proc = run_cli(*KILL_ARGS, *extra, f"hydra.run.dir={killed}", "resume=true")
+    assert proc.returncode == 0, proc.stderr
+    a, b = _final_weights(straight), _final_weights(killed)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    if extra:
+        ea, eb = load_checkpoint(straight / "ckpt.pt")["ema"], load_checkpoint(killed / "ckpt.pt")["ema"]
+        assert all(torch.equal(ea[n], eb[n]) for n in ea)
+    steps = [r["step"] for r in metrics(killed, "train_loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 300  # no step logged twice after the resume
+
+
+CRASH_WRITER = """
+import os, sys, torch
+from tinygpt.checkpoint import save_checkpoint
+path = sys.argv[1]
+save_checkpoint({"model": {"w": torch.ones(3)}, "step": 1}, path)
+real_save = torch.save
+def crash_midway(obj, f, *a, **k):
+    f.write(b"PK\\x03\\x04 half a checkpoint")
+    f.flush()
+    os._exit(9)  # the process dies while the new checkpoint is half written
+torch.save = crash_midway
+save_checkpoint({"model": {"w": torch.zeros(3)}, "step": 2}, path)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_WRITER, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert proc.returncode == 9
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
+    save_checkpoint({"model": {}, "step": 3}, path)
+    assert load_checkpoint(path)["step"] == 3
+
+
+@pytest.mark.slow
+def test_compile_and_grad_checkpointing_train_and_save_plain_weights(tmp_path):
+    train(compose_train("compile=true", "grad_checkpointing=true", "max_steps=3"), tmp_path)
+    state = load_checkpoint(tmp_path / "ckpt.pt")["model"]
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in state)
+
+
+def test_recipe_errors_are_clear(tmp_path):
+    proc = run_cli(*TINY, "precision=fp8", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0 and "precision must be one of fp32, bf16, fp16" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(UserError, match="curriculum_start_block_size"):
+        train(compose_train("curriculum_start_block_size=64"), tmp_path)
+    with pytest.raises(UserError, match="decay_shape"):
+        train(compose_train("schedule=wsd", "schedule.decay_shape=cubic"), tmp_path)
