@@ -205,3 +205,40 @@ def test_recipe_errors_are_clear(tmp_path):
         train(compose_train("curriculum_start_block_size=64"), tmp_path)
     with pytest.raises(UserError, match="decay_shape"):
         train(compose_train("schedule=wsd", "schedule.decay_shape=cubic"), tmp_path)
+
+
+def test_a_terminal_gets_a_progress_bar_and_the_log_file_keeps_every_line(tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tinygpt.train",
+            *TINY,
+            "max_steps=6",
+            "log_interval=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert proc.wait() == 0
+    text = screen.decode(errors="replace")
+    assert "6/6" in text and "ETA" in text and "tok/s" in text
+    assert "step 2/6 |" not in text  # the bar replaces per-step lines on a terminal ...
+    assert "step 2/6 |" in (run_dir / "train.log").read_text()  # ... but the log file keeps them

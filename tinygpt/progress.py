@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -41,8 +41,8 @@ def _terminal_handlers() -> list[logging.StreamHandler]:
 
 
 @contextmanager
-def progress_bar(total: int, start: int, enabled: bool) -> Iterator["callable | None"]:
-    """Yield ``update(step, **fields)`` driving a live bar when stderr is a terminal, else None.
+def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[int, str], None] | None]:
+    """Yield ``update(step, stats)`` driving a live bar when stderr is a terminal, else None.
 
     While the bar is live, log lines that would go to the terminal are routed above it.
     """
@@ -68,8 +68,7 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator["callable | 
         root.removeHandler(h)
     root.addHandler(routed)
 
-    def update(step: int, **fields: float) -> None:
-        stats = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
+    def update(step: int, stats: str) -> None:
         progress.update(task, completed=step, stats=stats)
 
     try:

@@ -282,7 +282,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                     extra={STEP_LINE: True},
                 )
                 if show_progress is not None:  # on a terminal the bar replaces the step lines
-                    show_progress(step, loss=train_loss, lr=lr, tok_s=tokens_per_s)
+                    show_progress(step, f"loss {train_loss:.4f} | lr {lr:.2e} | {tokens_per_s:,.0f} tok/s")
             pause = time.perf_counter()  # eval, samples and checkpoints do not count against tokens/s
             if step % cfg.eval_interval == 0 or step == cfg.max_steps:
                 val_loss = evaluate(forward, data, cfg, device)
