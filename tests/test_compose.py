@@ -10,7 +10,17 @@ from conftest import compose_train
 from tinygpt.config import conf_dir
 from tinygpt.train import train
 
-GROUPS = ["model", "model/norm", "model/pos", "model/mlp", "optim", "schedule", "data", "data/tokenizer"]
+GROUPS = [
+    "model",
+    "model/norm",
+    "model/pos",
+    "model/mlp",
+    "optim",
+    "schedule",
+    "data",
+    "data/tokenizer",
+    "logger",
+]
 
 
 def group_options() -> list[tuple[str, str]]:
@@ -24,7 +34,8 @@ def test_every_group_has_options():
 
 
 @pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
-def test_option_trains_two_steps(group, option, tmp_path):
+def test_option_trains_two_steps(group, option, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # logger=wandb: no network, no account
     cfg = compose_train(f"{group}={option}", "max_steps=2", "eval_interval=2")
     result = train(cfg, tmp_path)
     assert result["step"] == 2

@@ -19,6 +19,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -32,7 +33,7 @@ from tinygpt.checkpoint import (
 )
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
-from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
@@ -113,11 +114,6 @@ def model_signature(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.model, resolve=True)
 
 
-def write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def truncate_metrics(run_dir: Path, last_step: int) -> None:
     """On resume, drop records a killed run logged after its last checkpoint: they are redone."""
     path = run_dir / "metrics.jsonl"
@@ -187,6 +183,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "effective_config.json").write_text(json.dumps(resolved, indent=2) + "\n", encoding="utf-8")
+    logger = instantiate(cfg.logger)(
+        run_dir=run_dir, config=resolved, run_id=ckpt.get("logger_run_id") if ckpt else None
+    )
     data.tokenizer.save(run_dir / "tokenizer.json")
     log.info(
         "model: %.2fM parameters (%.2fM non-embedding), vocab %d, device %s, precision %s, run dir %s",
@@ -211,6 +210,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             "skipped_in_a_row": skipped_in_a_row,
             "skipped_total": skipped_total,
             "config": resolved,
+            "logger_run_id": logger.run_id,
             "rng": capture_rng(),
         }
         save_checkpoint(state, path)
@@ -219,7 +219,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     val_loss = math.nan
     t_last, tokens_last = time.perf_counter(), tokens_seen
     model.train()
-    with progress_bar(cfg.max_steps, step, enabled=True) as show_progress:
+    with progress_bar(cfg.max_steps, step, enabled=True) as show_progress, contextlib.closing(logger):
         while step < cfg.max_steps:
             lr = cfg.optim.lr * lr_factor(step, cfg.max_steps)
             set_lr(optimizer, lr)
@@ -270,7 +270,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                     block_size=block_size,
                     skipped_steps=skipped_total,
                 )
-                write_metrics(run_dir, record)
+                logger.log(record)
                 log.info(
                     "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s",
                     step,
@@ -289,7 +289,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 record = dict(step=step, val_loss=val_loss, lr=lr)
                 if ema is not None:
                     record["ema_val_loss"] = evaluate(ema.module, data, cfg, device)
-                write_metrics(run_dir, record)
+                logger.log(record)
                 log.info(
                     "step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k)
                 )
@@ -297,10 +297,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                     best_val = val_loss
                     checkpoint(run_dir / "ckpt_best.pt")
             if cfg.sample_interval and (step % cfg.sample_interval == 0 or step == cfg.max_steps):
-                sampler = ema.module if ema is not None else model
-                log.info(
-                    "sample at step %d:\n%s", step, sample_text(sampler, data, cfg.sample_tokens, device)
-                )
+                text = sample_text(ema.module if ema is not None else model, data, cfg.sample_tokens, device)
+                log.info("sample at step %d:\n%s", step, text)
+                logger.sample(step, text)
             if step % cfg.ckpt_interval == 0 or step == cfg.max_steps:
                 checkpoint(ckpt_path)
             t_last += time.perf_counter() - pause
@@ -309,12 +308,35 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     return {"val_loss": val_loss, "best_val_loss": best_val, "step": step}
 
 
+def run_sweep_job(cfg: DictConfig, run_dir: Path) -> float:
+    """One job of a multirun: a failure is written to ``error.txt`` and logged, and the sweep goes on;
+    the returned NaN tells a sweeper (e.g. Optuna) that the trial failed."""
+    try:
+        return train(cfg, run_dir)["best_val_loss"]
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(message + "\n", encoding="utf-8")
+        log.error("job %s failed: %s", run_dir, message, exc_info=user_error is None)
+        return math.nan
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    result = train(cfg, HydraConfig.get().runtime.output_dir)
-    return result["best_val_loss"]
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return train(cfg, run_dir)["best_val_loss"]
+    if "group" in cfg.logger and cfg.logger.group is None:
+        cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # W&B groups a sweep's jobs together
+    return run_sweep_job(cfg, run_dir)
 
 
 if __name__ == "__main__":
-    main()
+    # Call the copy of this module imported under its real name: launchers that pickle the task
+    # function (joblib, submitit) can then find it by reference instead of serializing __main__.
+    from tinygpt.train import main as entry
+
+    entry()

@@ -1,0 +1,82 @@
+"""Where metrics go: ``metrics.jsonl`` in the run directory always, W&B as well with ``logger=wandb``.
+
+The loop hands every log/eval event to ``log(record)`` and every text sample to ``sample(step, text)``;
+only rank 0 builds a logger.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tinygpt.errors import UserError
+
+
+class MetricsLogger:
+    """``logger=console``: one JSON object per event in ``metrics.jsonl`` (the console gets log lines)."""
+
+    run_id: str | None = None
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], run_id: str | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def sample(self, step: int, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class WandbLogger(MetricsLogger):
+    """``logger=wandb``: metrics.jsonl plus a W&B run whose files live in the run directory.
+
+    The run id is saved in the checkpoint, so ``resume=true`` continues the same W&B run. Works with
+    ``WANDB_MODE=offline`` or ``disabled`` and then never asks for a login.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: dict[str, Any],
+        run_id: str | None = None,
+        project: str = "tinygpt",
+        entity: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        mode: str | None = None,
+    ):
+        super().__init__(run_dir, config)
+        try:
+            import wandb  # imported only when chosen: it costs ~0.4 s
+        except ImportError as exc:
+            raise UserError("logger=wandb needs wandb: pip install 'tinygpt[wandb]'") from exc
+        os.environ.setdefault("WANDB_DIR", str(run_dir))  # keep wandb's files out of the cwd and $HOME
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            group=group,
+            tags=list(tags or []),
+            config=config,
+            dir=str(run_dir),
+            id=run_id,
+            resume="allow" if run_id else None,
+            mode=mode,
+        )
+        self.run_id = self.run.id
+        self._samples: list[list[Any]] = []
+
+    def log(self, record: dict[str, Any]) -> None:
+        super().log(record)
+        self.run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def sample(self, step: int, text: str) -> None:
+        self._samples.append([step, text])  # a W&B table is immutable: log the growing table anew
+        self.run.log({"samples": self._wandb.Table(columns=["step", "text"], data=self._samples)}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
