@@ -72,6 +72,20 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert not torch.equal(last["model"]["transformer.wte.weight"], first["model"]["transformer.wte.weight"])
 
 
+def test_resume_drops_records_after_the_checkpoint_and_a_half_written_line(tmp_path):
+    train(compose_train("max_steps=4", "ckpt_interval=2", "eval_interval=100"), tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "train_lo')  # a kill in the middle of a write
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["step"] == 4
+    train(
+        set_keys(compose_train("max_steps=6", "ckpt_interval=2", "eval_interval=100"), resume=True), tmp_path
+    )
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records if "train_loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert all(r["time"] > 0 for r in records)
+
+
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(compose_train("max_steps=8", "eval_interval=4"), straight)

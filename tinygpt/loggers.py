@@ -5,17 +5,29 @@ only rank 0 builds a logger.
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from tinygpt.errors import UserError
 
 
-class MetricsLogger:
-    """``logger=console``: one JSON object per event in ``metrics.jsonl`` (the console gets log lines)."""
+class NullLogger:
+    """What ranks other than 0 log to: nothing."""
 
     run_id: str | None = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def sample(self, step: int, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MetricsLogger(NullLogger):
+    """``logger=console``: one JSON object per event in ``metrics.jsonl`` (the console gets log lines)."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], run_id: str | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
@@ -23,12 +35,6 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-
-    def sample(self, step: int, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class WandbLogger(MetricsLogger):
@@ -54,7 +60,6 @@ class WandbLogger(MetricsLogger):
             import wandb  # imported only when chosen: it costs ~0.4 s
         except ImportError as exc:
             raise UserError("logger=wandb needs wandb: pip install 'tinygpt[wandb]'") from exc
-        os.environ.setdefault("WANDB_DIR", str(run_dir))  # keep wandb's files out of the cwd and $HOME
         self._wandb = wandb
         self.run = wandb.init(
             project=project,
@@ -72,7 +77,7 @@ class WandbLogger(MetricsLogger):
 
     def log(self, record: dict[str, Any]) -> None:
         super().log(record)
-        self.run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        self.run.log({k: v for k, v in record.items() if k not in ("step", "time")}, step=record["step"])
 
     def sample(self, step: int, text: str) -> None:
         self._samples.append([step, text])  # a W&B table is immutable: log the growing table anew
@@ -80,3 +85,4 @@ class WandbLogger(MetricsLogger):
 
     def close(self) -> None:
         self.run.finish()
+        self._wandb.teardown()  # wandb caches its settings per process; the next run reads them anew

@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tinygpt.checkpoint import (
@@ -33,7 +36,16 @@ from tinygpt.checkpoint import (
 )
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
+from tinygpt.distributed import (
+    SINGLE_PROCESS,
+    World,
+    broadcast_from_main,
+    close_world,
+    init_world,
+    mean_over_ranks,
+)
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
+from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
@@ -44,9 +56,11 @@ log = logging.getLogger("tinygpt")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, world: World) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda", world.local_rank)
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
     if name == "mps" and not torch.backends.mps.is_available():
@@ -61,17 +75,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: TextData, cfg: DictConfig, device: torch.device) -> float:
-    """Mean val loss over ``eval_iters`` batches; the same batches at every evaluation, so values compare."""
+def evaluate(
+    model: torch.nn.Module, data: TextData, cfg: DictConfig, device: torch.device, world: World
+) -> float:
+    """Mean val loss over ``eval_iters`` batches, the same ones at every evaluation so values compare;
+    under DDP each rank takes every world.size-th batch and the sum is reduced."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
-    for i in range(cfg.eval_iters):
+    for i in range(world.rank, cfg.eval_iters, world.size):
         x, y = get_batch(data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM, i), device)
         with autocast(device, cfg.precision):
             total += lm_loss(model(x), y)
     model.train(was_training)
-    return total.item() / cfg.eval_iters
+    return mean_over_ranks(total, world).item() * world.size / cfg.eval_iters
 
 
 @torch.no_grad()
@@ -87,18 +104,26 @@ def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int, device: t
 
 
 def accumulate_gradients(
-    forward: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: DictConfig, scaler: torch.amp.GradScaler
+    forward: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: DictConfig,
+    scaler: torch.amp.GradScaler,
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
     """Backward over ``grad_accum_steps`` equal slices of the batch x, y (B, T); returns the mean loss.
 
     Each micro-step's loss is divided by the number of slices, so the summed gradient equals the
-    gradient of the whole batch's mean loss: accumulation changes memory use, not the result.
+    gradient of the whole batch's mean loss: accumulation changes memory use, not the result. Under
+    DDP, ``no_sync`` skips the gradient all-reduce on every micro-step but the last.
     """
     loss_sum = torch.zeros((), device=x.device)
-    for xm, ym in zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True):
-        with autocast(x.device, cfg.precision):
-            loss = lm_loss(forward(xm), ym, cfg.label_smoothing, cfg.z_loss) / cfg.grad_accum_steps
-        scaler.scale(loss).backward()
+    slices = list(zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True))
+    for i, (xm, ym) in enumerate(slices):
+        with no_sync() if i < len(slices) - 1 else contextlib.nullcontext():
+            with autocast(x.device, cfg.precision):
+                loss = lm_loss(forward(xm), ym, cfg.label_smoothing, cfg.z_loss) / cfg.grad_accum_steps
+            scaler.scale(loss).backward()
         loss_sum += loss.detach()
     return loss_sum
 
@@ -115,22 +140,32 @@ def model_signature(cfg: DictConfig) -> dict[str, Any]:
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:
-    """On resume, drop records a killed run logged after its last checkpoint: they are redone."""
+    """On resume, drop records a killed run logged after its last checkpoint (they are redone), and a
+    last line the kill cut short."""
     path = run_dir / "metrics.jsonl"
-    if path.exists():
-        kept = [
-            line
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if json.loads(line)["step"] <= last_step
-        ]
-        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Run (or resume) one training job into ``run_dir``; returns final and best val loss."""
+def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -> dict[str, float]:
+    """Run (or resume) one training job into ``run_dir``; returns final and best val loss.
+
+    Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it.
+    """
     run_dir = Path(run_dir)
     check_train_config(cfg)
-    device = pick_device(cfg.device)
+    if cfg.batch_size % (world.size * cfg.grad_accum_steps):
+        raise UserError(
+            f"batch_size ({cfg.batch_size}, global) must be divisible by world size x grad_accum_steps "
+            f"({world.size} x {cfg.grad_accum_steps})"
+        )
+    device = pick_device(cfg.device, world)
     ckpt_path = run_dir / "ckpt.pt"
     if not cfg.resume and ckpt_path.exists():
         raise UserError(
@@ -160,12 +195,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     ema = None
     if cfg.ema_decay is not None:
         ema = make_ema(model, cfg.ema_decay)
-    forward = torch.compile(model) if cfg.compile else model  # checkpoints always save the plain `model`
+    # Checkpoints always save the plain `model`: never the DDP or compiled wrapper.
+    ddp = (
+        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world.distributed
+        else None
+    )
+    forward = ddp or model
+    forward = torch.compile(forward) if cfg.compile else forward
     curriculum_steps = cfg.curriculum_steps if cfg.curriculum_steps is not None else cfg.max_steps // 2
 
     step, best_val, tokens_seen, skipped_in_a_row, skipped_total = 0, math.inf, 0, 0, 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_partial_checkpoints(run_dir)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_checkpoints(run_dir)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -178,15 +221,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         step, best_val, tokens_seen = ckpt["step"], ckpt["best_val_loss"], ckpt["tokens_seen"]
         skipped_in_a_row, skipped_total = ckpt["skipped_in_a_row"], ckpt["skipped_total"]
         restore_rng(ckpt["rng"])
-        truncate_metrics(run_dir, step)
+        if world.is_main:
+            truncate_metrics(run_dir, step)
         log.info("resumed %s at step %d", ckpt_path, step)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    (run_dir / "effective_config.json").write_text(json.dumps(resolved, indent=2) + "\n", encoding="utf-8")
-    logger = instantiate(cfg.logger)(
-        run_dir=run_dir, config=resolved, run_id=ckpt.get("logger_run_id") if ckpt else None
-    )
-    data.tokenizer.save(run_dir / "tokenizer.json")
+    logger = NullLogger()
+    if world.is_main:
+        (run_dir / "effective_config.json").write_text(
+            json.dumps(resolved, indent=2) + "\n", encoding="utf-8"
+        )
+        data.tokenizer.save(run_dir / "tokenizer.json")
+        resume_id = ckpt.get("logger_run_id") if ckpt else None
+        logger = instantiate(cfg.logger)(run_dir=run_dir, config=resolved, run_id=resume_id)
     log.info(
         "model: %.2fM parameters (%.2fM non-embedding), vocab %d, device %s, precision %s, run dir %s",
         model.num_params(non_embedding=False) / 1e6,
@@ -198,6 +245,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     )
 
     def checkpoint(path: Path) -> None:
+        if not world.is_main:
+            return
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -216,10 +265,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         save_checkpoint(state, path)
 
     grad_clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # the norm is always computed and logged
+    per_rank = cfg.batch_size // world.size
     val_loss = math.nan
     t_last, tokens_last = time.perf_counter(), tokens_seen
     model.train()
-    with progress_bar(cfg.max_steps, step, enabled=True) as show_progress, contextlib.closing(logger):
+    with (
+        progress_bar(cfg.max_steps, step, enabled=world.is_main) as show_progress,
+        contextlib.closing(logger),
+    ):
         while step < cfg.max_steps:
             lr = cfg.optim.lr * lr_factor(step, cfg.max_steps)
             set_lr(optimizer, lr)
@@ -227,7 +280,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
             x, y = get_batch(data.train, cfg.batch_size, block_size, (cfg.seed, TRAIN_STREAM, step), device)
-            loss_sum = accumulate_gradients(forward, x, y, cfg, scaler)
+            rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)  # this rank's share of the batch
+            loss_sum = accumulate_gradients(
+                forward, x[rows], y[rows], cfg, scaler, ddp.no_sync if ddp else contextlib.nullcontext
+            )
+            loss_sum = mean_over_ranks(loss_sum, world)  # so every rank takes the same skip decision
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             # One host sync per step: a non-finite loss or gradient must never reach the weights.
@@ -261,6 +318,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 tokens_per_s = (tokens_seen - tokens_last) / max(elapsed, 1e-9)
                 t_last, tokens_last = time.perf_counter(), tokens_seen
                 record = dict(
+                    time=time.time(),
                     step=step,
                     train_loss=train_loss,
                     lr=lr,
@@ -285,10 +343,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                     show_progress(step, f"loss {train_loss:.4f} | lr {lr:.2e} | {tokens_per_s:,.0f} tok/s")
             pause = time.perf_counter()  # eval, samples and checkpoints do not count against tokens/s
             if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-                val_loss = evaluate(forward, data, cfg, device)
-                record = dict(step=step, val_loss=val_loss, lr=lr)
+                val_loss = evaluate(forward, data, cfg, device, world)
+                record = dict(step=step, val_loss=val_loss, lr=lr, time=time.time())
                 if ema is not None:
-                    record["ema_val_loss"] = evaluate(ema.module, data, cfg, device)
+                    record["ema_val_loss"] = evaluate(ema.module, data, cfg, device, world)
                 logger.log(record)
                 log.info(
                     "step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k)
@@ -296,7 +354,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 if val_loss < best_val:
                     best_val = val_loss
                     checkpoint(run_dir / "ckpt_best.pt")
-            if cfg.sample_interval and (step % cfg.sample_interval == 0 or step == cfg.max_steps):
+            if (
+                world.is_main
+                and cfg.sample_interval
+                and (step % cfg.sample_interval == 0 or step == cfg.max_steps)
+            ):
                 text = sample_text(ema.module if ema is not None else model, data, cfg.sample_tokens, device)
                 log.info("sample at step %d:\n%s", step, text)
                 logger.sample(step, text)
@@ -322,13 +384,37 @@ def run_sweep_job(cfg: DictConfig, run_dir: Path) -> float:
         return math.nan
 
 
+def shared_run_dir(own_dir: Path, world: World) -> Path:
+    """Every rank's Hydra app made its own run dir (``${now:...}`` can differ by a second between
+    ranks): all ranks use rank 0's, and a rank whose own dir differs removes what Hydra put there."""
+    run_dir = Path(broadcast_from_main(str(own_dir), world))
+    if run_dir != own_dir:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == own_dir:
+                handler.close()
+                logging.getLogger().removeHandler(handler)
+        shutil.rmtree(own_dir / ".hydra", ignore_errors=True)
+        for leftover in own_dir.glob("*.log"):
+            leftover.unlink()
+        with contextlib.suppress(OSError):
+            own_dir.rmdir()  # only if nothing else is in it
+    return run_dir
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        return train(cfg, run_dir)["best_val_loss"]
+        world = init_world(cfg.device, cfg.dist_timeout_s)
+        try:
+            run_dir = shared_run_dir(run_dir, world)
+            if not world.is_main:
+                log.setLevel(logging.WARNING)  # rank 0 alone reports progress
+            return train(cfg, run_dir, world)["best_val_loss"]
+        finally:
+            close_world(world)
     if "group" in cfg.logger and cfg.logger.group is None:
         cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # W&B groups a sweep's jobs together
     return run_sweep_job(cfg, run_dir)

@@ -1,0 +1,105 @@
+"""DDP through torchrun on CPU (gloo): same trajectory as one process with the same global batch,
+one run directory, exact resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO, TINY, run_cli
+
+from tinygpt.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+ARGS = [a for a in TINY if not a.startswith(("batch_size", "log_interval"))] + [
+    "batch_size=16",
+    "grad_accum_steps=2",
+    "max_steps=40",
+    "log_interval=5",
+    "eval_interval=20",
+    "ckpt_interval=10",
+]
+TORCHRUN = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node=2",
+    "-m",
+    "tinygpt.train",
+]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TORCHRUN, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+def losses(run_dir, key):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r[key]) for r in records if key in r]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    proc = torchrun(*ARGS, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_two_ranks_follow_the_single_process_trajectory(ddp_run, tmp_path):
+    single = tmp_path / "single"
+    proc = run_cli(*ARGS, f"hydra.run.dir={single}")
+    assert proc.returncode == 0, proc.stderr
+    ddp_train, one_train = losses(ddp_run, "train_loss"), losses(single, "train_loss")
+    assert [s for s, _ in ddp_train] == [s for s, _ in one_train] == [5, 10, 15, 20, 25, 30, 35, 40]
+    for (_, a), (_, b) in zip(ddp_train, one_train, strict=True):
+        assert a == pytest.approx(b, rel=1e-4)  # same data, same global batch: only summation order differs
+    for (_, a), (_, b) in zip(losses(ddp_run, "val_loss"), losses(single, "val_loss"), strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_rank_zero_alone_writes_one_run_directory(ddp_run):
+    names = {p.name for p in ddp_run.iterdir()}
+    assert {"ckpt.pt", "ckpt_best.pt", "effective_config.json", "metrics.jsonl", "tokenizer.json"} <= names
+    steps = [s for s, _ in losses(ddp_run, "train_loss")]
+    assert steps == sorted(set(steps))  # one writer: no line twice
+    log = (ddp_run / "train.log").read_text()
+    assert log.count("step 40/40") == 1
+
+
+def test_killed_and_resumed_under_ddp_ends_where_the_uninterrupted_run_does(ddp_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    child = subprocess.Popen(
+        [*TORCHRUN, *ARGS, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while not (run_dir / "ckpt.pt").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.01)
+    os.killpg(child.pid, signal.SIGKILL)  # torchrun and both ranks at once
+    child.wait()
+    assert load_checkpoint(run_dir / "ckpt.pt")["step"] < 40
+    proc = torchrun(*ARGS, f"hydra.run.dir={run_dir}", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_checkpoint(ddp_run / "ckpt.pt")["model"], load_checkpoint(run_dir / "ckpt.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_a_rank_error_fails_the_whole_job_instead_of_hanging(tmp_path):
+    proc = torchrun(*ARGS, "batch_size=6", f"hydra.run.dir={tmp_path / 'bad'}")  # 6 is not divisible by 2 x 2
+    assert proc.returncode != 0
+    assert "must be divisible by world size x grad_accum_steps" in proc.stderr

@@ -1,0 +1,67 @@
+"""DDP through torchrun: process-group setup from the environment, and the few collectives the loop needs.
+
+A plain ``python -m tinygpt.train`` is a world of one: every helper here then does nothing, so the loop
+has a single code path.
+"""
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+SINGLE_PROCESS = World()
+
+
+def init_world(device_name: str, timeout_s: float) -> World:
+    """Join the process group torchrun describes in RANK / LOCAL_RANK / WORLD_SIZE (nccl on CUDA, gloo on
+    CPU); ``timeout_s`` bounds every collective, so a dead rank fails the job instead of hanging it."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return SINGLE_PROCESS
+    world = World(rank=int(os.environ["RANK"]), local_rank=int(os.environ["LOCAL_RANK"]), size=size)
+    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(world.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+    return world
+
+
+def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
+    """The mean of a tensor across ranks (gloo has no AVG op: sum, then divide)."""
+    if world.distributed:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= world.size
+    return value
+
+
+def broadcast_from_main(obj: object, world: World) -> object:
+    """Rank 0's value of a picklable object, on every rank."""
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def close_world(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
