@@ -9,7 +9,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e '.[dev,bnb]'
+	$(PIP_INSTALL) -e '.[dev,bnb,report]'
 	touch $@
 
 train: $(VENV)/.installed
