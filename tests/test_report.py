@@ -32,6 +32,7 @@ def make_run(path, *, config=None, records=(), overrides=None, ckpt=True, error=
 def finished(best: float, max_steps: int = 4, **extra) -> dict:
     """The arguments of make_run for a run that reached max_steps with ``best`` as its best val loss."""
     records = [
+        {"step": 1, "train_loss": best + 1.5, "tokens_per_s": 10.0},  # a slow first interval: warm-up
         {"step": 2, "train_loss": best + 1.0, "tokens_per_s": 100.0},
         {"step": 2, "val_loss": best},
         {"step": 4, "train_loss": best + 0.5, "tokens_per_s": 300.0},
@@ -120,7 +121,7 @@ def test_status_and_order_failed_runs_last(tmp_path, capsys):
         ("c", "failed"),
         ("d", "failed"),
     ]
-    assert rows[0][3:7] == ["2.2500", "2.0000", "4", "200"]  # final val, best val, steps, median tokens/s
+    assert rows[0][3:7] == ["2.2500", "2.0000", "4", "100"]  # final val, best val, steps, median tokens/s
     assert "- `c`: CUDA out of memory" in report
     assert "b (best)" in capsys.readouterr().out
 
@@ -141,8 +142,8 @@ def test_a_corrupt_metrics_line_is_skipped_with_a_warning(tmp_path, capsys):
     )
     main([str(run), "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert f"{run / 'metrics.jsonl'}:5 is not a metrics record" in err
     assert f"{run / 'metrics.jsonl'}:6 is not a metrics record" in err
+    assert f"{run / 'metrics.jsonl'}:7 is not a metrics record" in err
     (row,) = table_rows((tmp_path / "report.md").read_text())
     assert row[3:6] == ["1.7500", "1.7500", "6"]  # the good line after the bad ones still counts
 
@@ -164,13 +165,15 @@ def test_wall_time_from_record_times_or_file_mtimes(tmp_path):
 
 
 def test_without_matplotlib_the_markdown_is_still_written(tmp_path, monkeypatch, capsys):
-    make_run(tmp_path / "run", **finished(2.0))
+    run = make_run(tmp_path / "run", **finished(2.0))
     for module in ("matplotlib", "matplotlib.figure"):  # None in sys.modules makes the import fail
         monkeypatch.setitem(sys.modules, module, None)
-    main([str(tmp_path / "run"), "--out", str(tmp_path)])
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    main([str(run)])  # given run directories, the report goes to the current directory
     assert "pip install 'tinygpt[report]'" in capsys.readouterr().out
-    assert "loss_curves.png" not in (tmp_path / "report.md").read_text()
-    assert not (tmp_path / "loss_curves.png").exists()
+    assert "loss_curves.png" not in (tmp_path / "cwd" / "report.md").read_text()
+    assert os.listdir(tmp_path / "cwd") == ["report.md"]
 
 
 def test_importing_the_report_loads_neither_matplotlib_nor_torch():
