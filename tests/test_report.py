@@ -81,8 +81,9 @@ def test_only_differing_overrides_are_shown(tmp_path):
     common = ["max_steps=6", "model.n_embd=32"]
     make_run(tmp_path / "0", overrides=["optim=adamw", *common, "resume=true"])
     make_run(tmp_path / "1", overrides=["optim=lion", *common, "+model.dropout=0.1"])
+    make_run(tmp_path / "2", error="failed before Hydra wrote anything")  # left out of the comparison
     labels, source = differing_settings(load_runs([tmp_path]))
-    assert labels == ["optim=adamw", "optim=lion, +model.dropout=0.1"]  # resume=true is not a setting
+    assert labels == ["optim=adamw", "optim=lion, +model.dropout=0.1", ""]  # resume=true is not a setting
     assert "overrides.yaml" in source
 
 

@@ -176,11 +176,20 @@ def override_key(override: str) -> str:
 
 
 def differing_overrides(runs: list[Run]) -> list[str]:
-    """Per run, its overrides whose key is not overridden identically in every run."""
-    by_key = [{override_key(o): o for o in run.overrides or []} for run in runs]
-    keys = {key for overrides in by_key for key in overrides if not is_ignored(key)}
-    differing = {key for key in keys if len({overrides.get(key) for overrides in by_key}) > 1}
-    return [", ".join(o for key, o in overrides.items() if key in differing) for overrides in by_key]
+    """Per run, its overrides whose key is not overridden identically in every run.
+
+    Runs without overrides are left out of the comparison, or every override would differ.
+    """
+    by_key = [
+        {override_key(o): o for o in run.overrides} if run.overrides is not None else None for run in runs
+    ]
+    known = [overrides for overrides in by_key if overrides is not None]
+    keys = {key for overrides in known for key in overrides if not is_ignored(key)}
+    differing = {key for key in keys if len({overrides.get(key) for overrides in known}) > 1}
+    return [
+        ", ".join(o for key, o in overrides.items() if key in differing) if overrides else ""
+        for overrides in by_key
+    ]
 
 
 def format_value(value: Any) -> str:
@@ -207,10 +216,10 @@ def differing_config(runs: list[Run]) -> list[str]:
 def differing_settings(runs: list[Run]) -> tuple[list[str], str]:
     """What tells the runs apart, one string per run, and where it comes from.
 
-    The command-line overrides say it in the user's own words, so they win when every run has them;
-    otherwise the resolved configs are compared key by key.
+    The command-line overrides say it in the user's own words, so they win when every run that has a
+    config has them too; otherwise the resolved configs are compared key by key.
     """
-    if all(run.overrides is not None for run in runs):
+    if all(run.overrides is not None for run in runs if run.config):
         return differing_overrides(runs), "the overrides in `.hydra/overrides.yaml` that differ between runs"
     return differing_config(runs), "the `effective_config.json` values that differ between runs"
 
