@@ -9,7 +9,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e '.[dev,bnb,wandb,sweeps]'
+	$(PIP_INSTALL) -e '.[dev,bnb,wandb,sweeps,report]'
 	touch $@
 
 train: $(VENV)/.installed

@@ -1,0 +1,198 @@
+"""The sweep report: a real sweep end to end, and hand-made run directories for each rule."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO, TINY, run_cli
+
+from tinygpt.report import differing_settings, load_runs, main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(path, *, config=None, records=(), overrides=None, ckpt=True, error=None, lines=()):
+    """A run directory as training leaves it; ``lines`` are appended to metrics.jsonl verbatim."""
+    path.mkdir(parents=True)
+    if config is not None:
+        (path / "effective_config.json").write_text(json.dumps(config))
+    if overrides is not None:
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    text = "".join(json.dumps(r) + "\n" for r in records) + "".join(line + "\n" for line in lines)
+    (path / "metrics.jsonl").write_text(text)
+    if ckpt:
+        (path / "ckpt.pt").write_bytes(b"")
+    if error is not None:
+        (path / "error.txt").write_text(error + "\n")
+    return path
+
+
+def finished(best: float, max_steps: int = 4, **extra) -> dict:
+    """The arguments of make_run for a run that reached max_steps with ``best`` as its best val loss."""
+    records = [
+        {"step": 1, "train_loss": best + 1.5, "tokens_per_s": 10.0},  # a slow first interval: warm-up
+        {"step": 2, "train_loss": best + 1.0, "tokens_per_s": 100.0},
+        {"step": 2, "val_loss": best},
+        {"step": 4, "train_loss": best + 0.5, "tokens_per_s": 300.0},
+        {"step": 4, "val_loss": best + 0.25},
+    ]
+    return {"config": {"max_steps": max_steps}, "records": records, **extra}
+
+
+def table_rows(report: str) -> list[list[str]]:
+    """The table's data rows, cells stripped (header and rule left out)."""
+    rows = [line for line in report.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_report_on_a_real_two_job_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "optim=adamw,lion", "max_steps=6", "eval_interval=3", *TINY, f"hydra.sweep.dir={sweep}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(str(sweep), module="tinygpt.report")
+    assert proc.returncode == 0, proc.stderr
+
+    report = (sweep / "report.md").read_text()
+    rows = table_rows(report)
+    assert sorted(row[1] for row in rows) == ["optim=adamw", "optim=lion"]
+    assert [row[2] for row in rows] == ["ok", "ok"]
+    assert [row[5] for row in rows] == ["6", "6"]
+    assert rows[0][0].endswith("(best)") and float(rows[0][4]) <= float(rows[1][4])
+    for row in rows:
+        metrics = [json.loads(line) for line in (sweep / row[0].split()[0] / "metrics.jsonl").open()]
+        vals = [m["val_loss"] for m in metrics if "val_loss" in m]
+        assert (row[3], row[4]) == (f"{vals[-1]:.4f}", f"{min(vals):.4f}")
+    assert "the overrides in `.hydra/overrides.yaml`" in report
+    assert "![loss curves](loss_curves.png)" in report
+    for line in report.splitlines()[2:6]:  # the header, rule and both rows are printed as written
+        assert line in proc.stdout
+
+    png = (sweep / "loss_curves.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    main([str(sweep), "--logy", "--out", str(tmp_path / "logy")])
+    assert (tmp_path / "logy" / "loss_curves.png").read_bytes() != png
+
+
+def test_only_differing_overrides_are_shown(tmp_path):
+    common = ["max_steps=6", "model.n_embd=32"]
+    make_run(tmp_path / "0", overrides=["optim=adamw", *common, "resume=true"])
+    make_run(tmp_path / "1", overrides=["optim=lion", *common, "+model.dropout=0.1"])
+    make_run(tmp_path / "2", error="failed before Hydra wrote anything")  # left out of the comparison
+    labels, source = differing_settings(load_runs([tmp_path]))
+    assert labels == ["optim=adamw", "optim=lion, +model.dropout=0.1", ""]  # resume=true is not a setting
+    assert "overrides.yaml" in source
+
+
+def test_without_overrides_the_configs_are_compared_key_by_key(tmp_path):
+    base = {"seed": 1, "resume": False, "optim": {"lr": 1e-3, "betas": [0.9, 0.95]}, "model": {"norm": "ln"}}
+    make_run(tmp_path / "a", config=base)
+    make_run(tmp_path / "b", config={**base, "resume": True, "optim": {"lr": 3e-4, "betas": [0.9, 0.95]}})
+    make_run(tmp_path / "c", config={**base, "model": {"norm": "rms", "qk_norm": True}})
+    make_run(tmp_path / "d", error="failed before writing its config")
+    labels, source = differing_settings(load_runs([tmp_path]))
+    assert labels == [
+        "model.norm=ln, optim.lr=0.001",
+        "model.norm=ln, optim.lr=0.0003",
+        "model.norm=rms, model.qk_norm=true, optim.lr=0.001",
+        "",
+    ]
+    assert "effective_config.json" in source
+
+
+def test_status_and_order_failed_runs_last(tmp_path, capsys):
+    make_run(tmp_path / "a", **finished(2.5))
+    make_run(tmp_path / "b", **finished(2.0))
+    make_run(tmp_path / "c", **finished(1.0), error="CUDA out of memory")  # best loss, but it failed
+    make_run(tmp_path / "d", **finished(1.5, max_steps=10), ckpt=False)  # died before its first checkpoint
+    make_run(tmp_path / "e", **finished(2.2, max_steps=10))  # checkpointed, not done yet
+    make_run(tmp_path / "f", config={"max_steps": 10}, records=[{"step": 1, "train_loss": 4.0}])
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+
+    report = (tmp_path / "out" / "report.md").read_text()
+    rows = table_rows(report)
+    assert [(row[0], row[2]) for row in rows] == [
+        ("b (best)", "ok"),
+        ("e", "running/incomplete"),
+        ("a", "ok"),
+        ("f", "running/incomplete"),
+        ("c", "failed"),
+        ("d", "failed"),
+    ]
+    assert rows[0][3:7] == ["2.2500", "2.0000", "4", "100"]  # final val, best val, steps, median tokens/s
+    assert "- `c`: CUDA out of memory" in report
+    assert "b (best)" in capsys.readouterr().out
+
+
+def test_runs_are_named_and_ordered_naturally(tmp_path):
+    for job in ("10", "2", "1"):
+        make_run(tmp_path / "sweep" / job, **finished(2.0))
+    assert [run.name for run in load_runs([tmp_path / "sweep"])] == ["1", "2", "10"]
+    runs = load_runs([tmp_path / "sweep" / "10", tmp_path / "sweep" / "2"])
+    assert [run.name for run in runs] == ["2", "10"]
+
+
+def test_a_corrupt_metrics_line_is_skipped_with_a_warning(tmp_path, capsys):
+    run = make_run(
+        tmp_path / "run",
+        **finished(2.0),
+        lines=['{"step": 5, "train_loss": 1.', "[1, 2]", '{"step": 6, "val_loss": 1.75}'],
+    )
+    main([str(run), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert f"{run / 'metrics.jsonl'}:6 is not a metrics record" in err
+    assert f"{run / 'metrics.jsonl'}:7 is not a metrics record" in err
+    (row,) = table_rows((tmp_path / "report.md").read_text())
+    assert row[3:6] == ["1.7500", "1.7500", "6"]  # the good line after the bad ones still counts
+
+
+def test_wall_time_from_record_times_or_file_mtimes(tmp_path):
+    timed = [{"step": 1, "train_loss": 3.0, "time": 1000.0}, {"step": 4, "val_loss": 2.0, "time": 1075.0}]
+    make_run(tmp_path / "timed", config={"max_steps": 4}, records=timed)
+    untimed = make_run(tmp_path / "untimed", **finished(2.5))
+    (untimed / ".hydra").mkdir()
+    (untimed / ".hydra" / "config.yaml").write_text("max_steps: 4\n")
+    os.utime(untimed / ".hydra" / "config.yaml", (5000, 5000))
+    os.utime(untimed / "metrics.jsonl", (5000 + 2 * 3600 + 5 * 60, 5000 + 2 * 3600 + 5 * 60))
+    main([str(tmp_path), "--out", str(tmp_path)])
+
+    report = (tmp_path / "report.md").read_text()
+    assert [row[7] for row in table_rows(report)] == ["1m 15s", "2h 05m *"]
+    assert "wall time: from the first to the last metrics record's `time`" in report
+    assert "wall time marked *: the records have no `time`" in report
+
+
+def test_without_matplotlib_the_markdown_is_still_written(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run", **finished(2.0))
+    for module in ("matplotlib", "matplotlib.figure"):  # None in sys.modules makes the import fail
+        monkeypatch.setitem(sys.modules, module, None)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    main([str(run)])  # given run directories, the report goes to the current directory
+    assert "pip install 'tinygpt[report]'" in capsys.readouterr().out
+    assert "loss_curves.png" not in (tmp_path / "cwd" / "report.md").read_text()
+    assert os.listdir(tmp_path / "cwd") == ["report.md"]
+
+
+def test_importing_the_report_loads_neither_matplotlib_nor_torch():
+    code = "import sys, tinygpt.report; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_bad_paths_get_one_clear_line(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "file.txt").write_text("x")
+    cases = {
+        str(tmp_path / "missing"): "does not exist",
+        str(tmp_path / "empty"): "holds no runs",
+        str(tmp_path / "file.txt"): "is not a directory",
+    }
+    for path, message in cases.items():
+        proc = run_cli(path, module="tinygpt.report")
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
