@@ -58,13 +58,15 @@ def evaluate(model: torch.nn.Module, data: TextData, cfg: DictConfig, device: to
 
 @torch.no_grad()
 def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int, device: torch.device) -> str:
+    """A sample drawn exactly as ``python -m tinygpt.generate`` draws one (KV cache, stop at EOT)."""
+    from tinygpt.generate import generate_text  # here, not at the top: tinygpt.generate imports this module
+
     model.eval()
     tok = data.tokenizer
-    start = tok.encode("\n") if "\n" in getattr(tok, "chars", "") else [0]
-    idx = torch.tensor([list(start)], dtype=torch.long, device=device)
-    out = model.generate(idx, n_tokens, temperature=0.8, top_k=50)
+    start = "\n" if "\n" in getattr(tok, "chars", "") else tok.decode([0])
+    text = generate_text(model, tok, start, max_new_tokens=n_tokens, temperature=0.8, top_k=50)[0]
     model.train()
-    return tok.decode(out[0, len(start) :].tolist())
+    return text[len(start) :]
 
 
 def model_signature(cfg: DictConfig) -> dict[str, Any]:
