@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TextIO
 
 import hydra
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.checkpoint import load_checkpoint
@@ -31,8 +31,9 @@ from tinygpt.train import pick_device
 log = logging.getLogger("tinygpt")
 
 CHECKPOINTS = {"latest": "ckpt.pt", "best": "ckpt_best.pt"}
-# What a run's model config may instantiate. Narrower than "tinygpt." / "torch.": those also reach
-# functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch and run code (torch.hub.load).
+# Where everything a run's model config instantiates must be defined. Narrower than "tinygpt." /
+# "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
+# and run code (torch.hub.load).
 SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
 
 
@@ -90,13 +91,13 @@ def model_config(state: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], 
 
 
 def check_targets(node: Any, source: str) -> None:
-    """Refuse any ``_target_``, at any depth, outside SAFE_TARGETS: instantiating it would run it."""
+    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS: instantiating runs it."""
     if isinstance(node, dict):
         target = node.get("_target_")
-        if target is not None and not (isinstance(target, str) and target.startswith(SAFE_TARGETS)):
+        if target is not None and not is_safe_target(target):
             raise UserError(
-                f"{source} asks to build {target!r}; only classes inside {' or '.join(SAFE_TARGETS)} "
-                "are built from a run directory"
+                f"{source} asks to build {target!r}; only what is defined inside "
+                f"{' or '.join(t.rstrip('.') for t in SAFE_TARGETS)} is built from a run directory"
             )
         children = node.values()
     elif isinstance(node, list):
@@ -105,6 +106,18 @@ def check_targets(node: Any, source: str) -> None:
         return
     for child in children:
         check_targets(child, source)
+
+
+def is_safe_target(target: Any) -> bool:
+    """The path must start inside SAFE_TARGETS (so looking it up imports nothing else) and what it
+    names must be defined there: "tinygpt.model.gpt.torch.hub.load" reaches torch.hub through an import."""
+    if not (isinstance(target, str) and target.startswith(SAFE_TARGETS)):
+        return False
+    try:
+        module = getattr(get_object(target), "__module__", None) or ""
+    except Exception:
+        return False  # names nothing; refused rather than reported, it came from an untrusted file
+    return f"{module}.".startswith(SAFE_TARGETS)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
