@@ -47,14 +47,21 @@ def set_keys(cfg: DictConfig, **values) -> DictConfig:
     return cfg
 
 
-def run_cli(*args: str, cwd: Path | None = None, module: str = "tinygpt.train", env: dict | None = None):
-    """Run a TinyGPT command in a fresh interpreter, as a user would."""
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    module: str = "tinygpt.train",
+    env: dict | None = None,
+    input: str | None = None,
+):
+    """Run a TinyGPT command in a fresh interpreter, as a user would (``input`` goes to its stdin)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd or REPO,
         env=full_env,
+        input=input,
         capture_output=True,
         text=True,
         timeout=600,

@@ -40,6 +40,10 @@ def check_train_config(cfg: DictConfig) -> None:
         raise UserError(
             f"sample_interval must be a non-negative integer (0 disables), got {cfg.sample_interval!r}"
         )
+    if cfg.sample_interval and (not isinstance(cfg.sample_tokens, int) or cfg.sample_tokens < 1):
+        raise UserError(
+            f"sample_tokens must be a positive integer when sample_interval > 0, got {cfg.sample_tokens!r}"
+        )
     if cfg.batch_size % cfg.grad_accum_steps:
         raise UserError(
             f"batch_size ({cfg.batch_size}) must be divisible by grad_accum_steps ({cfg.grad_accum_steps})"

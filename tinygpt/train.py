@@ -56,7 +56,7 @@ log = logging.getLogger("tinygpt")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def pick_device(name: str, world: World) -> torch.device:
+def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and torch.cuda.is_available():
@@ -92,15 +92,17 @@ def evaluate(
 
 
 @torch.no_grad()
-def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int, device: torch.device) -> str:
+def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int) -> str:
+    """A sample drawn exactly as ``python -m tinygpt.generate`` draws one (KV cache, stop at EOT)."""
+    from tinygpt.generate import generate_text  # here, not at the top: tinygpt.generate imports this module
+
     was_training = model.training
     model.eval()
     tok = data.tokenizer
-    start = tok.encode("\n") if "\n" in getattr(tok, "chars", "") else [0]
-    idx = torch.tensor([list(start)], dtype=torch.long, device=device)
-    out = model.generate(idx, n_tokens, temperature=0.8, top_k=50)
+    start = "\n" if "\n" in getattr(tok, "chars", "") else tok.decode([0])
+    text = generate_text(model, tok, start, max_new_tokens=n_tokens, temperature=0.8, top_k=50)[0]
     model.train(was_training)
-    return tok.decode(out[0, len(start) :].tolist())
+    return text[len(start) :]
 
 
 def accumulate_gradients(
@@ -359,7 +361,7 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
                 and cfg.sample_interval
                 and (step % cfg.sample_interval == 0 or step == cfg.max_steps)
             ):
-                text = sample_text(ema.module if ema is not None else model, data, cfg.sample_tokens, device)
+                text = sample_text(ema.module if ema is not None else model, data, cfg.sample_tokens)
                 log.info("sample at step %d:\n%s", step, text)
                 logger.sample(step, text)
             if step % cfg.ckpt_interval == 0 or step == cfg.max_steps:

@@ -3,6 +3,9 @@
 Both expose the same two hooks so the model never branches on which one it has:
 - ``embed(x, pos)`` adds position information to the token embeddings (learned) or not (RoPE);
 - ``rotate(q, k, pos)`` rotates queries and keys inside attention (RoPE) or not (learned).
+
+``max_positions`` says how far positions can go: a learned table stops at block_size; RoPE has no
+limit (``extend`` grows its tables), which is what lets generation run on past block_size.
 """
 
 import torch
@@ -14,6 +17,7 @@ class LearnedPositions(nn.Embedding):
 
     def __init__(self, block_size: int, n_embd: int, head_dim: int):
         super().__init__(block_size, n_embd)
+        self.max_positions: int | None = block_size  # a table has no row for position block_size
 
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return x + super().forward(pos)  # (B, T, C) + (T, C)
@@ -30,6 +34,8 @@ class RoPE(nn.Module):
     No parameters: the cos/sin tables are non-persistent buffers, so checkpoints do not carry them.
     """
 
+    max_positions: int | None = None  # any position can be rotated once ``extend`` has built its table
+
     def __init__(self, block_size: int, n_embd: int, head_dim: int, base: float = 10000.0):
         super().__init__()
         if head_dim % 2:
@@ -45,6 +51,13 @@ class RoPE(nn.Module):
         angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)  # (L, hd/2)
         angles = torch.cat([angles, angles], dim=-1)  # (L, hd)
         return angles.cos(), angles.sin()
+
+    def extend(self, length: int) -> None:
+        """Grow the tables to cover positions < ``length`` (generation past block_size); never shrinks."""
+        if length > self.cos.size(0):
+            cos, sin = self._tables(length)
+            self.cos = cos.to(self.cos.device, self.cos.dtype)
+            self.sin = sin.to(self.sin.device, self.sin.dtype)
 
     def embed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return x

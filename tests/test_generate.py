@@ -1,0 +1,367 @@
+"""Generation: the KV cache changes nothing but speed, sampling is reproducible, the CLI prints only
+text, and every user mistake gets one clear line."""
+
+import io
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import build_model, compose_train, run_cli
+from hydra import compose, initialize_config_dir
+
+from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.config import conf_dir
+from tinygpt.data import CharTokenizer
+from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.generate import cli, generate_text, load, write_samples
+from tinygpt.model.gpt import KVCache
+from tinygpt.train import sample_text, train
+
+# Every attention variant, small enough that 40 new tokens run far past block_size=16.
+# The "llama" ones have RoPE, the others learned positions.
+VARIANTS = {
+    "gpt (learned)": [],
+    "llama (rope, qk-norm)": ["model=llama"],
+    "gqa": ["model=llama", "model.n_kv_head=2"],
+    "mqa, learned": ["model.n_kv_head=1"],
+    "sliding window, learned": ["model.sliding_window=5"],
+    "sliding window, rope": ["model=llama", "model.sliding_window=5"],
+    "qk-norm, learned": ["model.qk_norm=true"],
+    "parallel block": ["model.parallel_block=true"],
+    "untied, layernorm rope": ["model=llama", "model/norm=layernorm", "model.tie_weights=false"],
+}
+BLOCK = 16
+# Prompts of 5 tokens for all; 21 (> block_size) for those whose positions have no limit (RoPE).
+CASES = [(v, 5) for v in VARIANTS] + [
+    (v, 21) for v, overrides in VARIANTS.items() if "model=llama" in overrides
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Token-by-token decoding of tiny models is all small ops: on a busy 2-core machine two threads
+    spin against each other and run ~20x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sharp_model(*overrides: str):
+    """A random model with large weights: peaky attention and logits, so a wrong key, value or
+    position changes which token wins, and near-ties that float noise could flip are rare."""
+    torch.manual_seed(0)
+    model = build_model(*overrides, f"model.block_size={BLOCK}").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+def reference_greedy(model, prompt: torch.Tensor, steps: int) -> torch.Tensor:
+    """Greedy decoding with one full forward over the context per token, following the documented
+    context rule: "ring" sees the whole text (the window mask does the rest); "slide" restarts from
+    the newest ``slide_keep`` tokens whenever the context would exceed block_size."""
+    tokens, start = prompt, 0
+    if model.past_block_size == "ring":
+        model.transformer.wpe.extend(prompt.size(1) + steps)
+    for _ in range(steps):
+        if model.past_block_size == "slide" and tokens.size(1) - start > model.block_size:
+            start = tokens.size(1) - model.slide_keep
+        with torch.no_grad():
+            nxt = model(tokens[:, start:])[:, -1].argmax(dim=-1, keepdim=True)
+        tokens = torch.cat([tokens, nxt], dim=1)
+    return tokens
+
+
+@pytest.mark.parametrize("variant,prompt_len", CASES)
+def test_greedy_with_kv_cache_equals_full_recompute_past_block_size(variant, prompt_len):
+    model = sharp_model(*VARIANTS[variant])
+    prompt = torch.randint(0, 50, (2, prompt_len))
+    steps = 40
+    expected = reference_greedy(model, prompt, steps)
+    cached = model.generate(prompt, steps, temperature=0, kv_cache=True)
+    recomputed = model.generate(prompt, steps, temperature=0, kv_cache=False)
+    assert torch.equal(cached, expected), variant
+    assert torch.equal(recomputed, expected), variant
+    assert len(set(expected[0, prompt_len:].tolist())) > 5  # a varied text, not one repeated token
+
+
+def test_each_model_says_how_it_goes_past_block_size():
+    rules = {variant: sharp_model(*VARIANTS[variant]).past_block_size for variant in VARIANTS}
+    assert {v for v, rule in rules.items() if rule == "ring"} == {"sliding window, rope"}
+
+
+def test_cache_is_allocated_once_and_holds_only_the_kv_heads():
+    model = sharp_model("model=llama", "model.n_kv_head=2", "model.sliding_window=5")  # head_dim 32/4
+    model.transformer.wpe.extend(37)  # RoPE tables past block_size, as stream() does
+    cache = model.new_cache()
+    prompt = torch.randint(0, 50, (3, 7))
+    with torch.no_grad():
+        model(prompt, cache)
+        buffers = [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in cache]
+        for _ in range(30):
+            model(torch.randint(0, 50, (3, 1)), cache)
+    assert all(layer.k.shape == (3, 2, 5, 8) for layer in cache)  # (B, n_kv_head, window, head_dim)
+    assert [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in cache] == buffers
+    assert cache[0].length == 37
+
+
+def test_a_multi_token_chunk_cannot_follow_cached_tokens():
+    cache = KVCache(capacity=8)
+    cache.update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
+    with pytest.raises(ValueError, match="empty KVCache"):
+        cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+
+
+def test_learned_positions_refuse_a_prompt_longer_than_the_context():
+    model = sharp_model()
+    with pytest.raises(
+        UserError, match=f"prompt is {BLOCK + 1} tokens.*block_size={BLOCK}.*shorten the prompt"
+    ):
+        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1)
+
+
+class EndOfText(CharTokenizer):
+    """The char tokenizer with one of its characters standing in for <|endoftext|>."""
+
+    def __init__(self, chars: str, eot_char: str):
+        super().__init__(chars)
+        self.eot_id = chars.index(eot_char)
+
+
+def test_rows_end_at_eot_and_pad_with_it_while_the_others_go_on():
+    model = sharp_model()
+    prompt = torch.stack([torch.arange(5), torch.arange(5, 10)])  # two different prompts
+    free = model.generate(prompt, 12, temperature=0)
+    eot = free[0, 8].item()  # a token row 0 emits at step 3
+    assert eot not in free[0, 5:8].tolist() and eot not in free[1, 5:].tolist()
+    ended = model.generate(prompt, 12, temperature=0, eot_id=eot)
+    assert ended[0, 8:].tolist() == [eot] * 9  # padded once it ended
+    assert torch.equal(ended[1], free[1])  # the other row is untouched, and decides the length
+
+    both = torch.stack([prompt[0], prompt[0]])
+    assert model.generate(both, 12, temperature=0, eot_id=eot).size(1) == 5 + 4  # all ended: stop
+
+
+# ---- the library and the CLI on a real (tiny) training run ----
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    train(compose_train("max_steps=4", "eval_interval=2"), run)
+    return run
+
+
+def compose_generate(*overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        return compose("generate", overrides=list(overrides))
+
+
+def test_same_seed_same_text_other_seed_other_text(run_dir):
+    model, tok = load(run_dir, device="cpu")
+
+    def sample(seed: int, **kw) -> list[str]:
+        return generate_text(model, tok, "The", max_new_tokens=30, num_samples=2, seed=seed, **kw)
+
+    first = sample(7)
+    assert len(first) == 2 and first[0] != first[1]  # one batch, independent samples
+    assert all(text.startswith("The") and len(text) == 33 for text in first)
+    assert sample(7) == first
+    assert sample(8) != first
+    assert sample(7, kv_cache=False) == first  # the cache changes nothing but speed
+    assert sample(7, top_k=3, top_p=0.9, repetition_penalty=1.3) != first
+
+
+def test_eot_and_stop_end_a_sample_without_appearing_in_it(run_dir):
+    model, tok = load(run_dir, device="cpu")
+    free = generate_text(model, tok, "The", max_new_tokens=20, temperature=0)[0]
+    new = free[3:]
+    eot_char = new[6]
+    eot_tok = EndOfText(tok.chars, eot_char)
+    assert (
+        generate_text(model, eot_tok, "The", max_new_tokens=20, temperature=0)[0]
+        == free[: 3 + new.index(eot_char)]
+    )
+    stop = new[4:6]
+    assert (
+        generate_text(model, tok, "The", max_new_tokens=20, temperature=0, stop=stop)[0]
+        == free[: 3 + new.index(stop)]
+    )
+
+    start = eot_tok.eot_id  # an empty prompt starts from <|endoftext|>
+    ids = model.generate(torch.tensor([[start]]), 8, temperature=0)[0, 1:].tolist()
+    ids = ids[: ids.index(start)] if start in ids else ids
+    assert generate_text(model, eot_tok, "", max_new_tokens=8, temperature=0)[0] == eot_tok.decode(ids)
+
+
+def test_training_samples_come_from_the_same_sampler(run_dir):
+    model, tok = load(run_dir, device="cpu")
+    data = SimpleNamespace(tokenizer=tok)  # all that sample_text reads of the training data
+    torch.manual_seed(3)
+    during_training = sample_text(model, data, 25)
+    torch.manual_seed(3)
+    from_generate = generate_text(model, tok, "\n", max_new_tokens=25, temperature=0.8, top_k=50)[0]
+    assert during_training == from_generate[1:] and len(during_training) == 25
+
+
+def test_load_picks_best_or_ema_weights_and_falls_back_to_the_json_config(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    state = load_checkpoint(copy / "ckpt.pt")
+    state["ema"] = {k: v + 1.0 for k, v in state["model"].items()}
+    del state["config"]  # an older checkpoint: the model config comes from effective_config.json
+    save_checkpoint(state, copy / "ckpt.pt")
+
+    ema_model = load(copy, ema=True, device="cpu").model
+    torch.testing.assert_close(ema_model.lm_head.weight, state["ema"]["lm_head.weight"])
+    raw_model = load(copy, device="cpu").model
+    torch.testing.assert_close(raw_model.lm_head.weight, state["model"]["lm_head.weight"])
+    best = load_checkpoint(copy / "ckpt_best.pt")["model"]
+    torch.testing.assert_close(
+        load(copy, ckpt="best", device="cpu").model.lm_head.weight, best["lm_head.weight"]
+    )
+
+
+def test_cli_prints_the_sample_and_nothing_else_and_writes_no_files(run_dir, tmp_path):
+    proc = run_cli(
+        f"run={run_dir}",
+        "prompt=Once upon a time",
+        "max_new_tokens=40",
+        "seed=5",
+        module="tinygpt.generate",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    model, tok = load(run_dir, device="cpu")
+    expected = generate_text(model, tok, "Once upon a time", max_new_tokens=40, seed=5)[0]
+    assert proc.stdout == expected + "\n"
+    assert proc.stdout.startswith("Once upon a time")
+    assert "context: at most block_size=32 tokens" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/, no .hydra/, no log file
+
+
+def test_cli_reads_the_prompt_from_stdin_and_separates_samples(run_dir, tmp_path):
+    proc = run_cli(
+        f"run={run_dir}",
+        "prompt=-",
+        "max_new_tokens=10",
+        "num_samples=3",
+        "seed=1",
+        "ckpt=best",
+        "kv_cache=false",
+        module="tinygpt.generate",
+        cwd=tmp_path,
+        input="To be\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    samples = proc.stdout.removesuffix("\n").split("\n---\n")
+    assert len(samples) == 3
+    assert all(s.startswith("To be") and len(s) == 15 for s in samples)
+
+
+class Pieces(io.StringIO):
+    """A stream that records each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.pieces.append(s)
+        return super().write(s)
+
+
+def test_live_output_holds_back_what_a_stop_string_may_still_cut():
+    # the texts stream_text yields with stop="you": after "Hi, yo" a "u" completes it and the text is cut
+    steps = [["Hi"], ["Hi, "], ["Hi, y"], ["Hi, yo"], ["Hi, "]]
+    out = Pieces()
+    write_samples(iter(steps), out, live=True, hold=len("you") - 1)
+    assert out.pieces == ["Hi", ",", " ", "\n"]  # as it grew, never a character the stop later cut
+
+
+def test_output_without_a_terminal_comes_at_the_end():
+    out = Pieces()
+    write_samples(iter([["a", "b"], ["ab", "bc"]]), out, live=False)
+    assert out.pieces == ["ab\n", "---\nbc\n"]
+
+
+# ---- user mistakes ----
+
+
+def test_an_unsafe_target_anywhere_in_the_config_is_refused_before_it_runs(run_dir, tmp_path):
+    for target in ("os.system", "torch.hub.load", "tinygpt.model.gpt.torch.hub.load"):
+        copy = tmp_path / target
+        shutil.copytree(run_dir, copy)
+        state = load_checkpoint(copy / "ckpt.pt")
+        marker = tmp_path / f"{target}.ran"
+        state["config"]["model"]["mlp"] = {"_target_": target, "_args_": [f"touch {marker}"]}
+        save_checkpoint(state, copy / "ckpt.pt")
+        with pytest.raises(
+            UserError,
+            match=f"asks to build '{target}'; only what is defined inside tinygpt.model or torch.nn",
+        ):
+            load(copy, device="cpu")
+        assert not marker.exists()
+
+
+ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory without checkpoints) -> message
+    "missing run dir": (["run=/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    "no run given": ([], "run is required"),
+    "no checkpoint": (["run={empty}"], "no checkpoint at"),
+    "no EMA weights": (["run={run}", "ema=true"], "holds no EMA weights"),
+    "unknown ckpt": (["run={run}", "ckpt=first"], "ckpt must be one of latest, best"),
+    "prompt outside the vocabulary": (
+        ["run={run}", 'prompt="naïve"'],
+        "cannot encode the prompt: character 'ï'",
+    ),
+    "prompt longer than the context": (["run={run}", "prompt=" + "a" * 33], "the prompt is 33 tokens"),
+    "empty prompt without eot": (["run={run}", "prompt="], "the prompt is empty"),
+    "prompt read as a number": (["run={run}", "prompt=42"], "quote it"),
+    "negative temperature": (["run={run}", "temperature=-1"], "temperature must be a number >= 0"),
+    "top_p zero": (["run={run}", "top_p=0"], "top_p must be in (0, 1]"),
+    "top_p above one": (["run={run}", "top_p=1.5"], "top_p must be in (0, 1]"),
+    "top_k zero": (["run={run}", "top_k=0"], "top_k must be a positive integer"),
+    "repetition penalty zero": (["run={run}", "repetition_penalty=0"], "repetition_penalty must be > 0"),
+    "no samples": (["run={run}", "num_samples=0"], "num_samples must be a positive integer"),
+    "no new tokens": (["run={run}", "max_new_tokens=0"], "max_new_tokens must be a positive integer"),
+    "bad device": (["run={run}", "device=tpu"], "device must be one of"),
+}
+
+
+@pytest.fixture(scope="module")
+def empty_run(run_dir, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("empty_run")
+    shutil.copy(run_dir / "tokenizer.json", empty)
+    return empty
+
+
+def error_case(case: str, run_dir, empty_run) -> tuple[list[str], str]:
+    overrides, message = ERRORS[case]
+    return [o.format(run=run_dir, empty=empty_run) for o in overrides], message
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, capsys):
+    overrides, message = error_case(case, run_dir, empty_run)
+    cfg = compose_generate(*overrides)
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(cli)(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.parametrize(
+    "case", ["missing run dir", "no checkpoint", "prompt outside the vocabulary", "top_p zero"]
+)
+def test_the_command_line_reports_mistakes_without_a_traceback(case, run_dir, empty_run, tmp_path):
+    overrides, message = error_case(case, run_dir, empty_run)
+    proc = run_cli(*overrides, module="tinygpt.generate", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""

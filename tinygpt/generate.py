@@ -1,0 +1,284 @@
+"""Sampling from a trained run: ``python -m tinygpt.generate run=DIR prompt="..."``, or from Python:
+
+    model, tokenizer = tinygpt.load("out/my_model")
+    print(generate_text(model, tokenizer, "ROMEO:", temperature=0.8, top_p=0.9)[0])
+
+The run directory is untrusted input: weights load with ``weights_only=True``, and the model config
+may only name classes inside ``tinygpt.model`` or ``torch.nn``. Generated text goes to stdout, and
+nothing else does; log lines go to stderr; no files are written.
+"""
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import hydra
+import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.config import DEVICES, conf_dir
+from tinygpt.data import load_tokenizer
+from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.model import GPT
+from tinygpt.sampling import check_sampling
+from tinygpt.train import pick_device
+
+log = logging.getLogger("tinygpt")
+
+CHECKPOINTS = {"latest": "ckpt.pt", "best": "ckpt_best.pt"}
+# Where everything a run's model config instantiates must be defined. Narrower than "tinygpt." /
+# "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
+# and run code (torch.hub.load).
+SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
+
+
+class Loaded(NamedTuple):
+    model: GPT  # in eval mode, on the requested device
+    tokenizer: Any  # the run's tokenizer: encode(str) -> ids, decode(ids) -> str
+
+
+def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: str = "auto") -> Loaded:
+    """The model and tokenizer of a training run, ready to sample from.
+
+    ``ckpt``: "latest" (ckpt.pt) or "best" (ckpt_best.pt, lowest val loss); ``ema``: the averaged
+    weights the checkpoint holds under "ema" instead of the raw ones.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(
+            f"run directory {run_dir} does not exist; pass run=<the hydra.run.dir of a training run>"
+        )
+    if ckpt not in CHECKPOINTS:
+        raise UserError(f"ckpt must be one of {', '.join(CHECKPOINTS)}, got {ckpt!r}")
+    torch_device = pick_device(device)
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    path = run_dir / CHECKPOINTS[ckpt]
+    state = load_checkpoint(path, map_location=torch_device)
+    if ema and state.get("ema") is None:
+        raise UserError(f"ema=true but {path} holds no EMA weights (train with EMA on); use ema=false")
+    model_cfg, source = model_config(state, run_dir)
+    check_targets(model_cfg, source)
+    try:
+        model = instantiate(model_cfg)(vocab_size=tokenizer.vocab_size)
+        model.load_state_dict(state["ema" if ema else "model"])
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot rebuild the model of {path} from {source}: {exc}") from exc
+    weights = "EMA weights" if ema else "weights"
+    log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
+    return Loaded(model.to(torch_device).eval(), tokenizer)
+
+
+def model_config(state: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The resolved model config (a dict with ``_target_``s): the checkpoint's, else the run's JSON."""
+    config = state.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        return config["model"], "the checkpoint's config"
+    path = run_dir / "effective_config.json"
+    try:
+        model_cfg = json.loads(path.read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"the checkpoint has no model config and {path} cannot supply one ({exc})") from exc
+    if not isinstance(model_cfg, dict):
+        raise UserError(f"{path} has no model config (its 'model' is not a mapping)")
+    return model_cfg, str(path)
+
+
+def check_targets(node: Any, source: str) -> None:
+    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS: instantiating runs it."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and not is_safe_target(target):
+            raise UserError(
+                f"{source} asks to build {target!r}; only what is defined inside "
+                f"{' or '.join(t.rstrip('.') for t in SAFE_TARGETS)} is built from a run directory"
+            )
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return
+    for child in children:
+        check_targets(child, source)
+
+
+def is_safe_target(target: Any) -> bool:
+    """The path must start inside SAFE_TARGETS (so looking it up imports nothing else) and what it
+    names must be defined there: "tinygpt.model.gpt.torch.hub.load" reaches torch.hub through an import."""
+    if not (isinstance(target, str) and target.startswith(SAFE_TARGETS)):
+        return False
+    try:
+        module = getattr(get_object(target), "__module__", None) or ""
+    except Exception:
+        return False  # names nothing; refused rather than reported, it came from an untrusted file
+    return f"{module}.".startswith(SAFE_TARGETS)
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Prompt ids; an empty prompt starts from <|endoftext|> where the tokenizer has one."""
+    if not prompt:
+        eot_id = getattr(tokenizer, "eot_id", None)
+        if eot_id is None:
+            raise UserError(
+                "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give some text"
+            )
+        return [eot_id]
+    try:
+        return [int(i) for i in tokenizer.encode(prompt)]
+    except UserError as exc:
+        raise UserError(f"cannot encode the prompt: {exc}") from exc
+
+
+def stream_text(
+    model: GPT,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    num_samples: int = 1,
+    seed: int | None = None,
+    stop: str | None = None,
+    kv_cache: bool = True,
+) -> Iterator[list[str]]:
+    """Yield the texts (prompt + continuation) of all ``num_samples`` samples after every new token.
+
+    The samples are one batch. Each ends at <|endoftext|> (if the tokenizer has one; not included)
+    or just before ``stop``; the stream ends when all have ended, or after ``max_new_tokens``.
+    The last texts yielded are the final ones. ``seed`` makes the samples reproducible.
+    """
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if seed is not None and not isinstance(seed, int):
+        raise UserError(f"seed must be an integer or null, got {seed!r}")
+    eot_id = getattr(tokenizer, "eot_id", None)
+    device = model.lm_head.weight.device
+    idx = torch.tensor([encode_prompt(tokenizer, prompt)], device=device).repeat(num_samples, 1)  # (B, T)
+    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+    tokens = model.stream(
+        idx,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        eot_id=eot_id,
+        kv_cache=kv_cache,
+        generator=generator,
+    )
+    new_ids: list[list[int]] = [[] for _ in range(num_samples)]
+    texts, ended = [prompt] * num_samples, [False] * num_samples
+    for nxt in tokens:
+        for i, token in enumerate(nxt.tolist()):
+            if ended[i] or token == eot_id:
+                ended[i] = True
+                continue
+            new_ids[i].append(token)
+            # decode all new ids, not token by token: a byte-level token can end inside a character
+            continuation = tokenizer.decode(new_ids[i])
+            if stop and stop in continuation:
+                continuation, ended[i] = continuation[: continuation.index(stop)], True
+            texts[i] = prompt + continuation
+        yield list(texts)
+        if all(ended):
+            return
+
+
+def generate_text(model: GPT, tokenizer: Any, prompt: str, **controls: Any) -> list[str]:
+    """The final texts of ``stream_text`` (same keywords): prompt + continuation, one per sample."""
+    texts = [prompt]
+    for latest in stream_text(model, tokenizer, prompt, **controls):
+        texts = latest
+    return texts
+
+
+def write_samples(stream: Iterator[list[str]], out: TextIO, live: bool, hold: int = 0) -> None:
+    """Print the final samples, each ended by a newline and separated by a ``---`` line.
+
+    ``live`` prints the first sample as it grows, keeping back its last ``hold`` characters (a stop
+    string may be starting there) and a partial character; the rest of it comes at the end.
+    """
+    texts: list[str] = []
+    printed = 0
+    for texts in stream:
+        if live:
+            settled = texts[0][: len(texts[0]) - hold].rstrip("\ufffd")
+            if len(settled) > printed:
+                out.write(settled[printed:])
+                out.flush()
+                printed = len(settled)
+    out.write(texts[0][printed:] + "\n")
+    for text in texts[1:]:
+        out.write("---\n" + text + "\n")
+    out.flush()
+
+
+def describe_context(model: GPT) -> str:
+    """One line on how this model goes on past block_size (see ``GPT.past_block_size``)."""
+    if model.past_block_size == "ring":
+        return (
+            f"context: the last sliding_window={model.sliding_window} tokens at any length "
+            f"(ring-buffer KV cache; block_size={model.block_size} is no limit)"
+        )
+    return (
+        f"context: at most block_size={model.block_size} tokens; past that it restarts from the "
+        f"newest {model.slide_keep} (KV cache recomputed over them)"
+    )
+
+
+def text_value(value: Any, key: str) -> str:
+    """A text value from the command line; Hydra reads some bare words as numbers or booleans."""
+    if not isinstance(value, str):
+        raise UserError(
+            f"{key}={value} was read as {type(value).__name__}, not text; quote it, e.g. '{key}=\"{value}\"'"
+        )
+    return value
+
+
+def cli(cfg: DictConfig) -> None:
+    """The command, given its composed config: check, load the run, sample, print."""
+    if OmegaConf.is_missing(cfg, "run"):
+        raise UserError("run is required: run=<the directory of a training run, its hydra.run.dir>")
+    if cfg.device not in DEVICES:
+        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
+    prompt = text_value(cfg.prompt, "prompt")
+    if prompt == "-":
+        prompt = sys.stdin.read().removesuffix("\n")  # `echo` ends its line; the prompt does not
+    stop = None if cfg.stop is None else text_value(cfg.stop, "stop")
+    model, tokenizer = load(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
+    log.info(describe_context(model))
+    texts = stream_text(
+        model,
+        tokenizer,
+        prompt,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+        num_samples=cfg.num_samples,
+        seed=cfg.seed,
+        stop=stop,
+        kv_cache=cfg.kv_cache,
+    )
+    live = sys.stdout.isatty() and cfg.num_samples == 1
+    write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    cli(cfg)
+
+
+if __name__ == "__main__":
+    main()
