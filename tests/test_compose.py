@@ -5,12 +5,18 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import compose_train
+from conftest import SHAKESPEARE, compose_train
 
 from tinygpt.config import conf_dir
 from tinygpt.train import train
 
 GROUPS = ["model", "model/norm", "model/pos", "model/mlp", "optim", "schedule", "data", "data/tokenizer"]
+# Options that need a corpus named: the shakespeare ones read the shared local copy, never the network.
+NEEDS = {
+    ("data", "text"): [f"data.path={SHAKESPEARE}"],
+    ("data", "shakespeare_char"): [f"data.url=file://{SHAKESPEARE}"],
+    ("data", "shakespeare_bpe"): [f"data.url=file://{SHAKESPEARE}"],
+}
 
 
 def group_options() -> list[tuple[str, str]]:
@@ -25,7 +31,9 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
 def test_option_trains_two_steps(group, option, tmp_path):
-    cfg = compose_train(f"{group}={option}", "max_steps=2", "eval_interval=2")
+    cfg = compose_train(
+        f"{group}={option}", *NEEDS.get((group, option), []), "max_steps=2", "eval_interval=2"
+    )
     result = train(cfg, tmp_path)
     assert result["step"] == 2
     assert math.isfinite(result["val_loss"])

@@ -50,7 +50,9 @@ def evaluate(model: torch.nn.Module, data: TextData, cfg: DictConfig, device: to
     model.eval()
     total = torch.zeros((), device=device)
     for i in range(cfg.eval_iters):
-        x, y = get_batch(data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM, i), device)
+        x, y = get_batch(
+            data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
+        )
         total += lm_loss(model(x), y)
     model.train()
     return total.item() / cfg.eval_iters
@@ -160,7 +162,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         loss_sum = torch.zeros((), device=device)
         for micro in range(cfg.grad_accum_steps):
             x, y = get_batch(
-                data.train, micro_batch, cfg.model.block_size, (cfg.seed, TRAIN_STREAM, step, micro), device
+                data.train,
+                micro_batch,
+                cfg.model.block_size,
+                (cfg.seed, TRAIN_STREAM),
+                step * cfg.grad_accum_steps + micro,  # global micro-batch index: resume-exact, epoch-aware
+                sampling=data.sampling,
+                device=device,
             )
             loss = lm_loss(model(x), y) / cfg.grad_accum_steps
             loss.backward()
