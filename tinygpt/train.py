@@ -24,6 +24,7 @@ from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
 from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.jsonconfig import with_json_config
 from tinygpt.optim import build_optimizer, set_lr
 
 log = logging.getLogger("tinygpt")
@@ -211,6 +212,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     return {"val_loss": val_loss, "best_val_loss": best_val, "step": step}
 
 
+@with_json_config  # config_json=FILE: the JSON's keys become overrides before Hydra reads the command line
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
