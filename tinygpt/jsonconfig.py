@@ -86,15 +86,20 @@ FLAT_GROUPS: dict[str, str] = {
 
 def json_overrides(path: str | Path) -> list[str]:
     """The Hydra overrides equivalent to the JSON config at ``path``, checked key by key."""
-    config = _read_json(path)
-    pairs: list[tuple[str, str]] = []  # (the key as the JSON names it, override)
+    pairs = translate(_read_json(path), path)
+    _check_keys(pairs, path)
+    return [override for _, override in pairs]
+
+
+def translate(config: dict[str, Any], path: str | Path) -> list[tuple[str, str]]:
+    """(key as the JSON names it, Hydra override) pairs, in the JSON's order; keys not yet checked."""
+    pairs: list[tuple[str, str]] = []
     for key, value in config.items():
         if isinstance(value, dict):
             pairs += _nested(value, key, path)
         else:
             pairs += [(key, o) for o in _flat(key, value, path)]
-    _check_keys(pairs, path)
-    return [override for _, override in pairs]
+    return pairs
 
 
 def splice_json_config(args: list[str]) -> list[str]:

@@ -1,17 +1,17 @@
 """The token cache: a corpus is tokenized once, and every later run (and every job of a sweep) reads
 the ids back through ``np.memmap``.
 
-One cache entry is a folder ``<cache_dir>/tokens/<name>-<key>/`` holding
+One cache entry is a folder ``<cache_dir>/tokens/<key>/`` holding
 
     train.bin, val.bin   token ids, uint16 (uint32 when the vocabulary needs more than 16 bits)
     tokenizer.json       the tokenizer that made them (also copied into each run directory)
     meta.json            dtype, token counts, source files, tokenizer config, build time
 
 ``key`` is a hash of the text's content (never its path or mtime), the tokenizer config and the
-validation split, so editing the text or the tokenizer builds a new entry and anything else re-uses
-the old one. An entry is built in a temporary folder and renamed into place, so a crash never
-leaves a half-written entry; a file lock makes a second process that wants the same entry wait for
-the first instead of tokenizing the same text twice.
+validation split, so editing the text or the tokenizer builds a new entry, while a renamed or moved
+copy of the same text re-uses the old one. An entry is built in a temporary folder and renamed into
+place, so a crash never leaves a half-written entry; a file lock makes a second process that wants
+the same entry wait for the first instead of tokenizing the same text twice.
 """
 
 import hashlib
@@ -40,7 +40,6 @@ FORMAT = 1  # bump when the layout or the way text becomes ids changes: old entr
 
 
 def cached_tokens(
-    name: str,
     train_docs: list[Path],
     val_docs: list[Path] | None,
     val_fraction: float,
@@ -66,7 +65,7 @@ def cached_tokens(
         "tokenizer": spec,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    entry = Path(cache_root).expanduser() / "tokens" / f"{name}-{key}"
+    entry = Path(cache_root).expanduser() / "tokens" / key
     if entry.is_dir():
         log.info("using token cache %s", entry)
     else:
@@ -94,7 +93,7 @@ def build_entry(
     identity: dict[str, Any],
 ) -> None:
     total = _total_bytes(train_docs, val_docs)
-    log.info("tokenizing %s (%.1f MB) with %s", entry.name, total / 1e6, identity["tokenizer"]["target"])
+    log.info("tokenizing %s (%.1f MB) with %s", train_docs[0], total / 1e6, identity["tokenizer"]["target"])
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:

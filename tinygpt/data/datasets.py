@@ -50,9 +50,8 @@ def load_text_data(
         raise UserError(f"data.sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
     train_docs = find_documents(path, "data.path")
     val_docs = find_documents(val_path, "data.val_path") if val_path is not None else None
-    name = Path(path).expanduser().resolve().stem or "corpus"  # readable part of the cache entry's name
     train, val, tok = cached_tokens(
-        name, train_docs, val_docs, val_fraction, tokenizer, Path(cache_dir).expanduser(), memmap
+        train_docs, val_docs, val_fraction, tokenizer, Path(cache_dir).expanduser(), memmap
     )
     return TextData(train=train, val=val, tokenizer=tok, sampling=sampling)
 
