@@ -32,7 +32,9 @@ def best_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--path", type=Path, default=SHAKESPEARE)
     parser.add_argument("--bpe-vocab-size", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=3)

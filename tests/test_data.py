@@ -212,13 +212,13 @@ def test_a_local_path_wins_over_the_download(tmp_path):
 
 
 def test_download_with_a_wrong_checksum_is_refused_and_not_kept(tmp_path, shakespeare):
-    with pytest.raises(UserError, match=r"sha256 86c4e6aa.*expects 0000.*put it at .*downloads"):
+    with pytest.raises(UserError, match=r"sha256 86c4e6aa.*expects 0000.*put a copy at .*downloads"):
         load_downloaded(CHAR, url=f"file://{shakespeare}", sha256="0" * 64, cache_dir=tmp_path)
     assert list((tmp_path / "downloads").iterdir()) == []
 
 
 def test_offline_download_says_where_to_put_the_file(tmp_path):
-    with pytest.raises(UserError, match=r"cannot download data.url .*put it at .*downloads.*data.path="):
+    with pytest.raises(UserError, match=r"cannot download data.url .*put a copy at .*downloads.*data.path="):
         load_downloaded(CHAR, url="http://127.0.0.1:9/input.txt", sha256="0" * 64, cache_dir=tmp_path)
 
 

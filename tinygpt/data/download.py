@@ -32,9 +32,10 @@ def fetch(url: str, sha256: str | None, cache_root: Path) -> Path:
     name = Path(urllib.parse.urlparse(url).path).name or "download.txt"
     tag = (sha256 or hashlib.sha256(url.encode()).hexdigest())[:16]  # distinct files never collide
     target = cache_root / "downloads" / f"{tag}-{name}"
-    by_hand = f"download {url} yourself and put it at {target}, or pass data.path=/path/to/your/copy"
+    by_hand = f"put a copy at {target}, or pass data.path=/path/to/your/copy"
     if target.is_file():  # downloaded before, or put there by hand
-        _check_sha256(target, sha256, str(target), f"delete it to download again, or {by_hand}")
+        fix = "delete it to download again, replace it with a good copy, or pass data.path=/path/to/your/copy"
+        _check_sha256(target, sha256, str(target), fix)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s to %s", url, target)
