@@ -68,6 +68,17 @@ def run_cli(
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def token_cache(tmp_path_factory) -> Path:
+    """One token cache for the whole session (so each corpus is tokenized once), never ~/.cache.
+
+    Set in the environment, so commands started by run_cli use it too."""
+    path = tmp_path_factory.mktemp("token_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGPT_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def shakespeare() -> Path:
     if not SHAKESPEARE.is_file():

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import compose_train
+from conftest import SHAKESPEARE, compose_train
 
 from tinygpt.config import conf_dir
 from tinygpt.train import train
@@ -21,6 +21,12 @@ GROUPS = [
     "data/tokenizer",
     "logger",
 ]
+# Options that need a corpus named: the shakespeare ones read the shared local copy, never the network.
+NEEDS = {
+    ("data", "text"): [f"data.path={SHAKESPEARE}"],
+    ("data", "shakespeare_char"): [f"data.url=file://{SHAKESPEARE}"],
+    ("data", "shakespeare_bpe"): [f"data.url=file://{SHAKESPEARE}"],
+}
 
 
 def group_options() -> list[tuple[str, str]]:
@@ -36,7 +42,9 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
 def test_option_trains_two_steps(group, option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")  # logger=wandb: no network, no account
-    cfg = compose_train(f"{group}={option}", "max_steps=2", "eval_interval=2")
+    cfg = compose_train(
+        f"{group}={option}", *NEEDS.get((group, option), []), "max_steps=2", "eval_interval=2"
+    )
     result = train(cfg, tmp_path)
     assert result["step"] == 2
     assert math.isfinite(result["val_loss"])

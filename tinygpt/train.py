@@ -45,6 +45,7 @@ from tinygpt.distributed import (
     mean_over_ranks,
 )
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
+from tinygpt.jsonconfig import with_json_config
 from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
@@ -84,7 +85,9 @@ def evaluate(
     model.eval()
     total = torch.zeros((), device=device)
     for i in range(world.rank, cfg.eval_iters, world.size):
-        x, y = get_batch(data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM, i), device)
+        x, y = get_batch(
+            data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
+        )
         with autocast(device, cfg.precision):
             total += lm_loss(model(x), y)
     model.train(was_training)
@@ -99,7 +102,11 @@ def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int) -> str:
     was_training = model.training
     model.eval()
     tok = data.tokenizer
-    start = "\n" if "\n" in getattr(tok, "chars", "") else tok.decode([0])
+    try:
+        start = "\n"  # samples open like a new paragraph when the vocabulary can say so
+        tok.encode(start)
+    except UserError:
+        start = tok.decode([0])
     text = generate_text(model, tok, start, max_new_tokens=n_tokens, temperature=0.8, top_k=50)[0]
     model.train(was_training)
     return text[len(start) :]
@@ -267,7 +274,6 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
         save_checkpoint(state, path)
 
     grad_clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf  # the norm is always computed and logged
-    per_rank = cfg.batch_size // world.size
     val_loss = math.nan
     t_last, tokens_last = time.perf_counter(), tokens_seen
     model.train()
@@ -281,10 +287,20 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
             block_size = curriculum_block_size(
                 step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
-            x, y = get_batch(data.train, cfg.batch_size, block_size, (cfg.seed, TRAIN_STREAM, step), device)
-            rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)  # this rank's share of the batch
+            # This rank's rows of the step's global batch, a pure function of (seed, step): resume-exact.
+            x, y = get_batch(
+                data.train,
+                cfg.batch_size,
+                block_size,
+                (cfg.seed, TRAIN_STREAM),
+                step,
+                rank=world.rank,
+                world_size=world.size,
+                sampling=data.sampling,
+                device=device,
+            )
             loss_sum = accumulate_gradients(
-                forward, x[rows], y[rows], cfg, scaler, ddp.no_sync if ddp else contextlib.nullcontext
+                forward, x, y, cfg, scaler, ddp.no_sync if ddp else contextlib.nullcontext
             )
             loss_sum = mean_over_ranks(loss_sum, world)  # so every rank takes the same skip decision
             scaler.unscale_(optimizer)
@@ -403,6 +419,7 @@ def shared_run_dir(own_dir: Path, world: World) -> Path:
     return run_dir
 
 
+@with_json_config  # config_json=FILE: the JSON's keys become overrides before Hydra reads the command line
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:

@@ -1,24 +1,23 @@
-"""Corpora, tokenizers and batches."""
+"""Corpora, tokenizers, the token cache and batches."""
 
-from tinygpt.data.text import (
-    TRAIN_STREAM,
-    VAL_STREAM,
-    TextData,
-    check_fits,
-    embedded_corpus_path,
-    get_batch,
-    load_text_data,
-)
-from tinygpt.data.tokenizers import CharTokenizer, load_tokenizer
+from tinygpt.data.batches import SAMPLING, TRAIN_STREAM, VAL_STREAM, get_batch
+from tinygpt.data.datasets import TextData, check_fits, load_downloaded, load_embedded, load_text_data
+from tinygpt.data.text import embedded_corpus_path
+from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
 __all__ = [
+    "SAMPLING",
     "TRAIN_STREAM",
     "VAL_STREAM",
+    "BPETokenizer",
     "CharTokenizer",
     "TextData",
+    "Tokenizer",
     "check_fits",
     "embedded_corpus_path",
     "get_batch",
+    "load_downloaded",
+    "load_embedded",
     "load_text_data",
     "load_tokenizer",
 ]

@@ -1,28 +1,19 @@
-"""Text corpora -> token arrays -> training batches.
+"""Text corpora on disk: which files make up a corpus, checking them, and reading them in chunks.
 
-Batches are a pure function of (seed, step, rank): resuming at step s, or running on several ranks,
-draws exactly the windows an uninterrupted single run would have drawn, with no sampler state to save.
+Nothing here reads a whole file at once, so a corpus larger than memory is fine: files are hashed
+and checked (UTF-8, no NUL bytes, not empty) in one streaming pass, then read chunk by chunk.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import codecs
+import hashlib
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from tinygpt.data.tokenizers import CharTokenizer
+from tinygpt.data.tokenizers import safe_cut
 from tinygpt.errors import UserError
 
-TRAIN_STREAM, VAL_STREAM = 0, 1  # mixed into batch seeds so the two splits never share draws
-
-
-@dataclass
-class TextData:
-    train: np.ndarray  # (N_train,) token ids
-    val: np.ndarray  # (N_val,) token ids
-    tokenizer: CharTokenizer
+CHUNK_BYTES = 1 << 20  # read 1 MiB at a time
 
 
 def embedded_corpus_path() -> Path:
@@ -33,58 +24,87 @@ def embedded_corpus_path() -> Path:
     return Path(__file__).resolve().parents[2] / "data" / "tiny_corpus.txt"
 
 
-def read_text(path: str | Path) -> str:
+def find_documents(path: str | Path, key: str) -> list[Path]:
+    """A file is one document; a folder is every ``*.txt`` under it, in sorted order.
+
+    ``key`` names the config key the path came from (``data.path``), for the error messages.
+    """
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"data.path {path} does not exist; point data.path at a UTF-8 text file")
+        raise UserError(f"{key} {path} does not exist; point {key} at a UTF-8 text file or a folder of them")
+    if path.is_dir():
+        docs = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not docs:
+            raise UserError(f"{key} {path} is a folder with no .txt files under it")
+        return docs
     if not path.is_file():
-        raise UserError(f"data.path {path} is not a file; point data.path at a UTF-8 text file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise UserError(f"data.path {path} is empty; it needs text to train on")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"data.path {path} is not valid UTF-8 (byte offset {exc.start}); convert it to UTF-8 first"
-        ) from exc
+        raise UserError(f"{key} {path} is not a regular file; point {key} at a UTF-8 text file")
+    return [path]
 
 
-def load_text_data(
-    tokenizer: Callable[[str], CharTokenizer], path: str | None = None, val_fraction: float = 0.1
-) -> TextData:
-    """Read the corpus, build the tokenizer from it, and split it: the last ``val_fraction`` is val."""
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-    text = read_text(path if path is not None else embedded_corpus_path())
-    tok = tokenizer(text)
-    ids = tok.encode(text)
-    n_train = int(len(ids) * (1.0 - val_fraction))
-    return TextData(train=ids[:n_train], val=ids[n_train:], tokenizer=tok)
+def check_documents(docs: list[Path], key: str, progress: Callable[[int], None]) -> str:
+    """Refuse anything that is not UTF-8 text, naming the file and byte offset; return the sha256 of
+    the documents' contents (and where each one ends). ``progress`` is told the bytes read."""
+    corpus_hash = hashlib.sha256()
+    has_text = False
+    for doc in docs:
+        digest, doc_has_text = _check_file(doc, key, progress)
+        corpus_hash.update(f"{digest}\n".encode())
+        has_text = has_text or doc_has_text
+    if not has_text:
+        where = docs[0] if len(docs) == 1 else f"{docs[0].parent} ({len(docs)} .txt files)"
+        raise UserError(f"{key} {where} is empty; it needs text to train on")
+    return corpus_hash.hexdigest()
 
 
-def check_fits(data: TextData, block_size: int) -> None:
-    for name, ids in (("train", data.train), ("validation", data.val)):
-        if len(ids) <= block_size:
-            raise UserError(
-                f"the {name} split has {len(ids)} tokens, too few for one window of model.block_size="
-                f"{block_size} (+1 target); lower model.block_size or use a larger corpus"
-            )
+def _check_file(path: Path, key: str, progress: Callable[[int], None]) -> tuple[str, bool]:
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, has_text = 0, False  # offset: bytes of the file before the current block
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK_BYTES):
+            nul = block.find(b"\0")
+            if nul >= 0:
+                raise UserError(
+                    f"{key} {path} has a NUL byte at byte offset {offset + nul}: it looks like a binary "
+                    "file, not text; point it at a UTF-8 text file"
+                )
+            pending = len(decoder.getstate()[0])  # bytes of a character split across blocks
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, key, offset - pending + exc.start) from exc
+            has_text = has_text or bool(text.strip())
+            digest.update(block)
+            offset += len(block)
+            progress(len(block))
+    pending = len(decoder.getstate()[0])
+    if pending:  # the file ends in the middle of a character
+        raise _not_utf8(path, key, offset - pending)
+    return digest.hexdigest(), has_text
 
 
-def get_batch(
-    ids: np.ndarray,
-    batch_size: int,
-    block_size: int,
-    seed: tuple[int, ...],
-    device: torch.device | str = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows: x (B, T) and its next-token targets y (B, T), drawn from ``seed`` alone."""
-    rng = np.random.default_rng(list(seed))
-    starts = rng.integers(0, len(ids) - block_size, size=batch_size)
-    offsets = np.arange(block_size + 1)
-    windows = torch.from_numpy(ids[starts[:, None] + offsets].astype(np.int64))  # (B, T+1)
-    x, y = windows[:, :-1], windows[:, 1:]
-    if torch.device(device).type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+def _not_utf8(path: Path, key: str, offset: int) -> UserError:
+    return UserError(
+        f"{key} {path} is not valid UTF-8 (byte offset {offset}); convert it to UTF-8 first, "
+        f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt"
+    )
+
+
+def read_chunks(path: Path) -> Iterator[str]:
+    """The text of a checked file, about CHUNK_BYTES at a time, each chunk ending where BPE would
+    split anyway (tokenizers.safe_cut), so encoding chunk by chunk equals encoding the whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest = ""
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK_BYTES):
+            text = rest + decoder.decode(block)
+            cut = safe_cut(text, 0, len(text))
+            if cut == 0 and len(text) > 4 * CHUNK_BYTES:
+                cut = len(text)  # one enormous line: cut anyway rather than hold it all
+            if cut:
+                yield text[:cut]
+            rest = text[cut:]
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest

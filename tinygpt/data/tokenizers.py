@@ -1,19 +1,30 @@
-"""Tokenizers. Each one encodes text to a numpy id array, decodes ids to text, and saves itself
-as ``tokenizer.json`` in the run directory so generation uses exactly the training vocabulary."""
+"""Tokenizers: character-level and byte-level BPE, with one interface.
+
+Both ``encode(text)`` to a numpy id array, ``decode(ids)`` back to text, report ``vocab_size`` and
+``eot_id`` (the end-of-text id between documents; None for char), and ``save(path)`` themselves as
+``tokenizer.json`` so generation decodes exactly as training encoded. ``load_tokenizer`` reads either
+kind back. Each is built by ``train(texts)`` from an iterable of text chunks, so a corpus larger than
+memory never has to be held whole.
+"""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from tinygpt.errors import UserError
+
+EOT = "<|endoftext|>"  # GPT-2's document separator, kept for familiarity
 
 
 class CharTokenizer:
     """One token per Unicode character seen in the corpus (sorted, so the ids are reproducible)."""
 
     kind = "char"
+    eot_id = None  # no spare id for a separator: documents are simply concatenated
 
     def __init__(self, chars: str):
         self.chars = chars
@@ -22,8 +33,11 @@ class CharTokenizer:
         self._lookup[codes] = np.arange(len(chars))  # code point -> id, -1 where unknown
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        return cls("".join(sorted(set(text))))
+    def train(cls, texts: Iterable[str]) -> "CharTokenizer":
+        seen: set[str] = set()
+        for text in texts:
+            seen.update(text)
+        return cls("".join(sorted(seen)))
 
     @property
     def vocab_size(self) -> int:
@@ -49,12 +63,100 @@ class CharTokenizer:
         Path(path).write_text(json.dumps({"kind": self.kind, "chars": self.chars}), encoding="utf-8")
 
 
-def load_tokenizer(path: str | Path) -> CharTokenizer:
+class BPETokenizer:
+    """Byte-level BPE (GPT-2 style) trained with Hugging Face ``tokenizers``.
+
+    Every byte is in the base vocabulary, so any UTF-8 text encodes and decodes back exactly: emoji,
+    tabs, leading spaces, ``\\r\\n``. There is no normalizer and no added prefix space. Saved as a
+    standard HF ``tokenizer.json`` (``tokenizers.Tokenizer.from_file`` reads it).
+    """
+
+    kind = "bpe"
+    PIECE_CHARS = 4096  # encode long text as pieces of about this size, in parallel
+
+    def __init__(self, tokenizer: HFTokenizer):
+        self._tok = tokenizer
+        self.eot_id: int | None = tokenizer.token_to_id(EOT)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8000) -> "BPETokenizer":
+        if vocab_size < 257:
+            raise UserError(
+                f"data.tokenizer.vocab_size must be at least 257 (256 bytes + {EOT}), got {vocab_size}"
+            )
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[EOT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
+            show_progress=False,  # TinyGPT reports progress over the whole corpus itself
+        )
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
+        the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
+        pieces, rest = split_text(text, self.PIECE_CHARS)
+        encodings = self._tok.encode_batch_fast([*pieces, rest])
+        return np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        self._tok.save(str(path))
+
+
+Tokenizer = CharTokenizer | BPETokenizer
+
+
+def safe_cut(text: str, start: int, end: int) -> int:
+    """The last index in (start, end] where ``text`` may be cut without changing how byte-level BPE
+    encodes it, or ``start`` if there is none.
+
+    GPT-2's pre-tokenizer always splits between a non-space character and a following space, and no
+    token crosses such a split; a newline right after a non-space character is such a place.
+    """
+    i = text.rfind("\n", start + 1, end + 1)
+    while i > start and text[i - 1].isspace():
+        i = text.rfind("\n", start + 1, i)
+    return max(i, start)
+
+
+def split_text(text: str, size: int) -> tuple[list[str], str]:
+    """Cut ``text`` into pieces of at most about ``size`` characters at safe places (safe_cut).
+
+    Returns the pieces and the rest (shorter than ``size``, not yet known to end at a safe place). A
+    line longer than ``size`` is cut where it must: the ids near that cut may differ from encoding the
+    text whole, but decoding is still exact.
+    """
+    pieces, start = [], 0
+    while len(text) - start > size:
+        cut = safe_cut(text, start, start + size)
+        if cut == start:
+            cut = start + size
+        pieces.append(text[start:cut])
+        start = cut
+    return pieces, text[start:]
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a run directory's (or a token cache's) tokenizer.json, of either kind."""
     path = Path(path)
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        spec = json.loads(text)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read tokenizer {path} ({exc}); is this a TinyGPT run directory?") from exc
     if spec.get("kind") == "char":
         return CharTokenizer(spec["chars"])
-    raise UserError(f"tokenizer {path} has an unknown kind {spec.get('kind')!r}")
+    if "model" in spec:  # a Hugging Face tokenizer.json
+        return BPETokenizer(HFTokenizer.from_str(text))
+    raise UserError(f"tokenizer {path} is neither a TinyGPT char vocabulary nor a Hugging Face tokenizer")

@@ -1,0 +1,71 @@
+"""Training batches: windows of token ids, a pure function of (seed, batch index, rank).
+
+No sampler state exists: resuming at step s, or running on several ranks, draws exactly the windows
+an uninterrupted single-process run would have drawn. Every rank computes the same global batch and
+keeps its own slice of it, so ranks never share a window.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from tinygpt.errors import UserError
+
+TRAIN_STREAM, VAL_STREAM = 0, 1  # mixed into batch seeds so the two splits never share draws
+SAMPLING = ("random", "epoch")
+
+
+def get_batch(
+    ids: np.ndarray,
+    batch_size: int,
+    block_size: int,
+    seed: tuple[int, ...],
+    index: int,
+    rank: int = 0,
+    world_size: int = 1,
+    sampling: str = "random",
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's windows x (B, T) and their next-token targets y (B, T), B = batch_size / world_size.
+
+    ``batch_size`` is the global batch over all ranks and ``index`` counts global batches from 0
+    (training: step * grad_accum_steps + micro-step). ``sampling``:
+
+    - ``random``: windows start anywhere, drawn from (seed, index), distinct within a global batch;
+    - ``epoch``: the split is cut into disjoint windows (starts at multiples of block_size), and each
+      epoch visits every one of them once, in an order shuffled by (seed, epoch).
+    """
+    if batch_size % world_size:
+        raise UserError(
+            f"batch_size ({batch_size}) must be divisible by the number of processes ({world_size})"
+        )
+    local = batch_size // world_size
+    if sampling == "random":
+        n_starts = len(ids) - block_size
+        rng = np.random.default_rng([*seed, index])
+        starts = rng.choice(n_starts, size=batch_size, replace=batch_size > n_starts)
+        starts = starts[rank * local : (rank + 1) * local]
+    elif sampling == "epoch":
+        n_windows = (len(ids) - 1) // block_size
+        position = index * batch_size + rank * local + np.arange(local)  # windows drawn since step 0
+        epochs, slots = np.divmod(position, n_windows)
+        order = np.empty(local, dtype=np.int64)
+        for epoch in np.unique(epochs):  # a batch can straddle two epochs
+            here = epochs == epoch
+            order[here] = _epoch_order(seed, n_windows, int(epoch))[slots[here]]
+        starts = order * block_size
+    else:
+        raise UserError(f"data.sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
+    windows = torch.from_numpy(ids[starts[:, None] + np.arange(block_size + 1)].astype(np.int64))  # (B, T+1)
+    x, y = windows[:, :-1], windows[:, 1:]
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+@lru_cache(maxsize=2)  # the current epoch, and the next one while a batch straddles both
+def _epoch_order(seed: tuple[int, ...], n_windows: int, epoch: int) -> np.ndarray:
+    order = np.random.default_rng([*seed, n_windows, epoch]).permutation(n_windows)
+    order.flags.writeable = False  # shared between calls through the cache
+    return order
