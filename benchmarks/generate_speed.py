@@ -8,6 +8,7 @@ that wait for each other can cost more than they bring. The load average is prin
 
     python benchmarks/generate_speed.py                  # 500 new tokens, both models
     python benchmarks/generate_speed.py --tokens 50      # a quick look
+    python benchmarks/generate_speed.py --device cuda    # on a GPU (threads do not apply there)
 """
 
 import argparse
@@ -37,12 +38,19 @@ def build(overrides: list[str], vocab_size: int) -> GPT:
     return instantiate(cfg.model)(vocab_size=vocab_size).eval()
 
 
-def tokens_per_s(model: GPT, new_tokens: int, kv_cache: bool) -> float:
-    prompt = torch.zeros(1, 1, dtype=torch.long)
+def tokens_per_s(model: GPT, new_tokens: int, kv_cache: bool, device: torch.device) -> float:
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
     model.generate(prompt, 20, kv_cache=kv_cache)  # warm-up: first calls allocate and pick kernels
+    synchronize(device)
     start = time.perf_counter()
-    model.generate(prompt, new_tokens, kv_cache=kv_cache, generator=torch.Generator().manual_seed(0))
+    model.generate(prompt, new_tokens, kv_cache=kv_cache, generator=torch.Generator(device).manual_seed(0))
+    synchronize(device)
     return new_tokens / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def load_average() -> str:
@@ -52,20 +60,25 @@ def load_average() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=500, help="new tokens per measurement")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    thread_counts = sorted({1, torch.get_num_threads()})
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {args.tokens} new tokens, batch 1")
+    thread_counts = (
+        sorted({1, torch.get_num_threads()}) if device.type == "cpu" else [torch.get_num_threads()]
+    )
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
+    print(f"torch {torch.__version__}, {where}, {args.tokens} new tokens, batch 1")
     print(f"load average before: {load_average()}\n")
     print("| model | parameters | threads | KV cache (tok/s) | no cache (tok/s) | speed-up |")
     print("|---|---|---|---|---|---|")
     for name, (overrides, vocab_size) in MODELS.items():
-        model = build(overrides, vocab_size)
+        model = build(overrides, vocab_size).to(device)
         params = model.num_params(non_embedding=False) / 1e6
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            cached = tokens_per_s(model, args.tokens, kv_cache=True)
-            full = tokens_per_s(model, args.tokens, kv_cache=False)
+            cached = tokens_per_s(model, args.tokens, kv_cache=True, device=device)
+            full = tokens_per_s(model, args.tokens, kv_cache=False, device=device)
             row = f"| {name} | {params:.2f}M | {threads} | {cached:.0f} | {full:.0f} | {cached / full:.1f}x |"
             print(row, flush=True)
     print(f"\nload average after: {load_average()}")
