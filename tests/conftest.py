@@ -28,6 +28,19 @@ TINY = [
     "device=cpu",
 ]
 
+# Every attention variant of the model; the "llama" ones have RoPE, the others learned positions.
+ATTENTION_VARIANTS = {
+    "gpt (learned)": [],
+    "llama (rope, qk-norm)": ["model=llama"],
+    "gqa": ["model=llama", "model.n_kv_head=2"],
+    "mqa, learned": ["model.n_kv_head=1"],
+    "sliding window, learned": ["model.sliding_window=5"],
+    "sliding window, rope": ["model=llama", "model.sliding_window=5"],
+    "qk-norm, learned": ["model.qk_norm=true"],
+    "parallel block": ["model.parallel_block=true"],
+    "untied, layernorm rope": ["model=llama", "model/norm=layernorm", "model.tie_weights=false"],
+}
+
 
 def compose_train(*overrides: str, tiny: bool = True) -> DictConfig:
     """The training config exactly as ``python -m tinygpt.train`` composes it, plus overrides."""

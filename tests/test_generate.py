@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, build_model, compose_train, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -18,19 +18,7 @@ from tinygpt.generate import cli, generate_text, load, write_samples
 from tinygpt.model.gpt import KVCache
 from tinygpt.train import sample_text, train
 
-# Every attention variant, small enough that 40 new tokens run far past block_size=16.
-# The "llama" ones have RoPE, the others learned positions.
-VARIANTS = {
-    "gpt (learned)": [],
-    "llama (rope, qk-norm)": ["model=llama"],
-    "gqa": ["model=llama", "model.n_kv_head=2"],
-    "mqa, learned": ["model.n_kv_head=1"],
-    "sliding window, learned": ["model.sliding_window=5"],
-    "sliding window, rope": ["model=llama", "model.sliding_window=5"],
-    "qk-norm, learned": ["model.qk_norm=true"],
-    "parallel block": ["model.parallel_block=true"],
-    "untied, layernorm rope": ["model=llama", "model/norm=layernorm", "model.tie_weights=false"],
-}
+VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
 BLOCK = 16
 # Prompts of 5 tokens for all; 21 (> block_size) for those whose positions have no limit (RoPE).
 CASES = [(v, 5) for v in VARIANTS] + [

@@ -2,23 +2,13 @@
 
 import pytest
 import torch
-from conftest import build_model, compose_train
+from conftest import ATTENTION_VARIANTS, build_model, compose_train
 from hydra.utils import instantiate
 
 from tinygpt.model.gpt import window_mask
 from tinygpt.model.pos import RoPE
 
-VARIANTS = {
-    "gpt": [],
-    "llama": ["model=llama"],
-    "gqa": ["model=llama", "model.n_kv_head=2"],
-    "mqa": ["model.n_kv_head=1"],
-    "sliding_window": ["model.sliding_window=4"],
-    "llama_sliding_window": ["model=llama", "model.sliding_window=4"],
-    "qk_norm": ["model.qk_norm=true"],
-    "parallel_block": ["model.parallel_block=true"],
-    "untied": ["model.tie_weights=false"],
-}
+VARIANTS = ATTENTION_VARIANTS
 
 
 @pytest.fixture(autouse=True)
