@@ -1,6 +1,7 @@
 """Optimizers: parameter groups with weight decay only where it belongs, and the builders that
 ``conf/optim/*.yaml`` point at (each called by the loop with the parameter groups)."""
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -80,10 +81,17 @@ def adamw8bit(
     **_: Any,  # weight_decay: already set per parameter group
 ) -> torch.optim.Optimizer:
     """bitsandbytes' 8-bit AdamW: optimizer state as uint8 blocks (tensors under 4096 elements stay fp32)."""
+    bnb_log = logging.getLogger("bitsandbytes")
+    level = bnb_log.level
+    bnb_log.setLevel(
+        logging.ERROR
+    )  # its CPU backend warns about an optional 4-bit kernel AdamW8bit never uses
     try:
-        import bitsandbytes as bnb  # imported only when chosen: it costs ~1.7 s and prints a warning
+        import bitsandbytes as bnb  # imported only when chosen: it costs ~1.7 s
     except ImportError as exc:
         raise UserError("optim=adamw8bit needs bitsandbytes: pip install 'tinygpt[bnb]'") from exc
+    finally:
+        bnb_log.setLevel(level)
     return bnb.optim.AdamW8bit(params, lr=lr, betas=tuple(betas), eps=eps)
 
 
