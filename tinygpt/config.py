@@ -22,7 +22,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def check_train_config(cfg: DictConfig) -> None:
+def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
     """Refuse values the loop cannot run with, naming the key and what it expects."""
     for key in (
         "max_steps",
@@ -44,10 +44,13 @@ def check_train_config(cfg: DictConfig) -> None:
         raise UserError(
             f"sample_tokens must be a positive integer when sample_interval > 0, got {cfg.sample_tokens!r}"
         )
-    if cfg.batch_size % cfg.grad_accum_steps:
-        raise UserError(
-            f"batch_size ({cfg.batch_size}) must be divisible by grad_accum_steps ({cfg.grad_accum_steps})"
+    if cfg.batch_size % (world_size * cfg.grad_accum_steps):  # batch_size is global: ranks x micro-steps
+        split = (
+            f"world size x grad_accum_steps ({world_size} x {cfg.grad_accum_steps})"
+            if world_size > 1
+            else f"grad_accum_steps ({cfg.grad_accum_steps})"
         )
+        raise UserError(f"batch_size ({cfg.batch_size}, global) must be divisible by {split}")
     if cfg.grad_clip < 0:
         raise UserError(f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}")
     if cfg.device not in DEVICES:

@@ -45,11 +45,10 @@ def init_world(device_name: str, timeout_s: float) -> World:
     return world
 
 
-def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
-    """The mean of a tensor across ranks (gloo has no AVG op: sum, then divide)."""
+def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
+    """The sum of a tensor across ranks, in place (gloo has no AVG op: callers divide for a mean)."""
     if world.distributed:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= world.size
     return value
 
 

@@ -42,7 +42,7 @@ from tinygpt.distributed import (
     broadcast_from_main,
     close_world,
     init_world,
-    mean_over_ranks,
+    sum_over_ranks,
 )
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.jsonconfig import with_json_config
@@ -60,10 +60,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and torch.cuda.is_available():
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
         return torch.device("cuda", world.local_rank)
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("device=mps but MPS is not available here; use device=cpu or device=auto")
     return torch.device(name)
@@ -91,7 +91,7 @@ def evaluate(
         with autocast(device, cfg.precision):
             total += lm_loss(model(x), y)
     model.train(was_training)
-    return mean_over_ranks(total, world).item() * world.size / cfg.eval_iters
+    return sum_over_ranks(total, world).item() / cfg.eval_iters
 
 
 @torch.no_grad()
@@ -168,12 +168,7 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
     Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it.
     """
     run_dir = Path(run_dir)
-    check_train_config(cfg)
-    if cfg.batch_size % (world.size * cfg.grad_accum_steps):
-        raise UserError(
-            f"batch_size ({cfg.batch_size}, global) must be divisible by world size x grad_accum_steps "
-            f"({world.size} x {cfg.grad_accum_steps})"
-        )
+    check_train_config(cfg, world.size)
     device = pick_device(cfg.device, world)
     ckpt_path = run_dir / "ckpt.pt"
     if not cfg.resume and ckpt_path.exists():
@@ -302,7 +297,7 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
             loss_sum = accumulate_gradients(
                 forward, x, y, cfg, scaler, ddp.no_sync if ddp else contextlib.nullcontext
             )
-            loss_sum = mean_over_ranks(loss_sum, world)  # so every rank takes the same skip decision
+            loss_sum = sum_over_ranks(loss_sum, world) / world.size  # every rank takes the same skip decision
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             # One host sync per step: a non-finite loss or gradient must never reach the weights.
