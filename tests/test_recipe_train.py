@@ -108,9 +108,10 @@ def test_persistent_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pat
     good = (tmp_path / "ckpt.pt").read_bytes()
     real_loss = tinygpt.train.lm_loss
     monkeypatch.setattr(tinygpt.train, "lm_loss", lambda *a: real_loss(*a) * float("inf"))
-    with pytest.raises(UserError, match="3 non-finite losses or gradients in a row"):
+    with pytest.raises(UserError, match="3 non-finite losses or gradients in a row") as stop:
         train(set_keys(compose_train("max_steps=10", "max_skipped_steps=3"), resume=True), tmp_path)
     assert (tmp_path / "ckpt.pt").read_bytes() == good
+    assert f"the last good checkpoint is {tmp_path / 'ckpt_best.pt'} (val loss" in str(stop.value)
 
 
 KILL_ARGS = [a for a in TINY if not a.startswith("log_interval")] + [

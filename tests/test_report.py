@@ -196,3 +196,12 @@ def test_bad_paths_get_one_clear_line(tmp_path):
         assert proc.returncode == 2
         assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_diverged_run_reads_back_as_nan_not_as_its_last_good_value(tmp_path):
+    records = [{"step": 2, "val_loss": 2.0}, {"step": 4, "train_loss": None}, {"step": 4, "val_loss": None}]
+    make_run(tmp_path / "diverged", config={"max_steps": 4}, records=records)
+    main([str(tmp_path)])
+    row = table_rows((tmp_path / "report.md").read_text())[0]
+    assert "nan" in [cell.lower() for cell in row]
+    assert "2.0000" in row  # the best val loss is still the finite one

@@ -104,10 +104,53 @@ def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
     assert (tmp_path / "ckpt.pt").read_bytes() == before
 
 
-def test_resume_refuses_a_different_model_shape(tmp_path):
+def test_resume_refuses_a_different_model_shape_naming_the_key(tmp_path):
     train(compose_train("max_steps=2"), tmp_path)
-    with pytest.raises(UserError, match="model config differs"):
+    with pytest.raises(UserError, match="differs from the checkpoint's \\(model.n_layer 2 -> 3\\)"):
         train(set_keys(compose_train("max_steps=4", "model.n_layer=3"), resume=True), tmp_path)
+
+
+def edit_checkpoint(path, change):
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+# A resume that cannot work: (what the command adds, how the checkpoint was damaged, the message).
+BAD_RESUMES = {
+    "another optimizer": (["optim=lion"], None, "optim._target_ tinygpt.optim.adamw -> tinygpt.optim.lion"),
+    "another precision": (["precision=fp16"], None, "precision fp32 -> fp16"),
+    "weights of another shape": (
+        [],
+        lambda s: s["model"].update({"transformer.wte.weight": torch.zeros(3, 3)}),
+        "saved state does not fit this run (Error(s) in loading state_dict",
+    ),
+    "step is text": ([], lambda s: s.update(step="7"), "has a str as its 'step' entry"),
+    "no optimizer state": ([], lambda s: s.pop("optimizer"), "has no 'optimizer' entry"),
+    "optimizer state of another kind": (
+        [],
+        lambda s: s["optimizer"]["param_groups"].pop(),
+        "saved state does not fit this run",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_RESUMES)
+def test_a_resume_that_cannot_work_is_one_line_and_changes_nothing(case, tmp_path):
+    extra, damage, message = BAD_RESUMES[case]
+    run_dir = tmp_path / "run"
+    assert run_cli(*TINY, "max_steps=2", f"hydra.run.dir={run_dir}").returncode == 0
+    if damage:
+        edit_checkpoint(run_dir / "ckpt.pt", damage)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    proc = run_cli(*TINY, "max_steps=4", f"hydra.run.dir={run_dir}", "resume=true", *extra)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert str(run_dir / "ckpt.pt") in errors[0]
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != "train.log"}
+    assert after == {k: v for k, v in before.items() if k != "train.log"}
 
 
 def test_resume_of_a_corrupt_checkpoint_is_a_clear_error(tmp_path):

@@ -18,17 +18,26 @@ from tinygpt.errors import UserError
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically; a failed write (a full disk) leaves the old file as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary output file
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            kept = f"the previous {path.name} is intact" if path.exists() else "no checkpoint was saved yet"
+            raise UserError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}); {kept}. Free some space or fix "
+                "the folder's permissions, then continue with resume=auto"
+            ) from exc
         raise
 
 
@@ -49,9 +58,39 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} is corrupt or not a TinyGPT checkpoint ({type(exc).__name__}); "
             "delete it to start over, or resume from another run"
         ) from exc
-    if not isinstance(state, dict) or "model" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise UserError(f"checkpoint {path} is not a TinyGPT checkpoint (no model weights in it)")
     return state
+
+
+# What a training checkpoint must hold to be resumed, and the type of each entry.
+TRAINING_STATE = {
+    "model": dict,
+    "optimizer": dict,
+    "scaler": dict,
+    "step": int,
+    "best_val_loss": (float, int),
+    "tokens_seen": int,
+    "skipped_in_a_row": int,
+    "skipped_total": int,
+    "config": dict,
+    "rng": dict,
+}
+
+
+def check_training_state(state: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint that lacks an entry the loop resumes from, or holds one of the wrong type."""
+    for key, kind in TRAINING_STATE.items():
+        if key not in state:
+            problem = "has no"
+        elif isinstance(state[key], bool) or not isinstance(state[key], kind):
+            problem = f"has a {type(state[key]).__name__} as its"
+        else:
+            continue
+        raise UserError(
+            f"checkpoint {path} {problem} {key!r} entry, so it cannot be resumed (damaged or not written "
+            "by tinygpt.train); resume from a good copy, or start a new hydra.run.dir"
+        )
 
 
 def capture_rng() -> dict[str, Any]:

@@ -73,5 +73,7 @@ def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
         )
     if cfg.curriculum_steps is not None and cfg.curriculum_steps < 0:
         raise UserError(f"curriculum_steps must be >= 0 or null, got {cfg.curriculum_steps}")
+    if cfg.resume not in (True, False, "auto"):
+        raise UserError(f"resume must be true, false or auto, got {cfg.resume!r}")
     if not isinstance(cfg.max_skipped_steps, int) or cfg.max_skipped_steps < 1:
         raise UserError(f"max_skipped_steps must be a positive integer, got {cfg.max_skipped_steps!r}")

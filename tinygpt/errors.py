@@ -1,5 +1,6 @@
 """User mistakes get one clear line and a non-zero exit, never a stack trace."""
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -11,15 +12,28 @@ class UserError(Exception):
     """A problem with the user's input (config, data, checkpoint, prompt) that they can fix."""
 
 
+# Faults of the machine rather than of the code: reported in one line like a user's mistake.
+MACHINE_FAULTS = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space within your quota",
+    errno.EROFS: "use a folder on a writable filesystem",
+}
+
+
 def find_user_error(exc: BaseException) -> UserError | None:
-    """Return the UserError behind ``exc`` (Hydra wraps errors raised during instantiate)."""
+    """Return the UserError behind ``exc`` (Hydra wraps errors raised during instantiate), or one made
+    from a full disk or a read-only filesystem anywhere in the chain."""
     seen = set()
+    fault = None
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, UserError):
             return exc
+        if fault is None and isinstance(exc, OSError) and exc.errno in MACHINE_FAULTS:
+            where = f"cannot write {exc.filename}" if exc.filename else "cannot write a file"
+            fault = UserError(f"{where}: {exc.strerror}; {MACHINE_FAULTS[exc.errno]}, then run again")
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return None
+    return fault
 
 
 def exit_on_user_error(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -4,11 +4,11 @@ The loop hands every log/eval event to ``log(record)`` and every text sample to 
 only rank 0 builds a logger.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tinygpt.errors import UserError
+from tinygpt.rundir import json_record
 
 
 class NullLogger:
@@ -27,14 +27,15 @@ class NullLogger:
 
 
 class MetricsLogger(NullLogger):
-    """``logger=console``: one JSON object per event in ``metrics.jsonl`` (the console gets log lines)."""
+    """``logger=console``: one JSON object per event in ``metrics.jsonl`` (the console gets log lines);
+    a non-finite value (a diverged loss) is written as null, so every line is strict JSON."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], run_id: str | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_record(record) + "\n")
 
 
 class WandbLogger(MetricsLogger):

@@ -95,7 +95,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of metrics.jsonl; a line that is not a JSON object with a step is skipped, warned about."""
+    """The records of metrics.jsonl; a line that is not a JSON object with a step is skipped, warned about.
+    Training writes a non-finite value (a diverged loss) as null: it is read back as NaN."""
     if not path.is_file():
         return []
     records = []
@@ -109,7 +110,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         if not isinstance(record, dict) or not isinstance(record.get("step"), int):
             warn(f"{path}:{number} is not a metrics record; line skipped")
             continue
-        records.append(record)
+        records.append({k: math.nan if v is None else v for k, v in record.items()})  # null: non-finite
     return records
 
 

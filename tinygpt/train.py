@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tinygpt.checkpoint import (
     capture_rng,
+    check_training_state,
     load_checkpoint,
     remove_partial_checkpoints,
     restore_rng,
@@ -50,6 +51,7 @@ from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
+from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
 
 log = logging.getLogger("tinygpt")
@@ -143,23 +145,101 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def model_signature(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved model config: a resumed run must have exactly the same one."""
-    return OmegaConf.to_container(cfg.model, resolve=True)
+def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model.n_layer": 4, ...} for a nested config (dicts only; lists are values)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    items: dict[str, Any] = {}
+    for key, value in node.items():
+        items.update(flat_items(value, f"{prefix}.{key}" if prefix else str(key)))
+    return items
 
 
-def truncate_metrics(run_dir: Path, last_step: int) -> None:
-    """On resume, drop records a killed run logged after its last checkpoint (they are redone), and a
-    last line the kill cut short."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            if json.loads(line)["step"] <= last_step:
-                kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+# What a resumed run must share with its checkpoint: the model, the optimizer's kind, the precision.
+SAME_ON_RESUME = ("model.", "optim._target_", "precision")
+
+
+def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Refuse a resume that would change SAME_ON_RESUME, naming each key with its old and new value."""
+    old, new = flat_items(saved), flat_items(OmegaConf.to_container(cfg, resolve=True))
+    unset = "(unset)"
+    changed = [
+        f"{key} {old.get(key, unset)} -> {new.get(key, unset)}"
+        for key in sorted(old.keys() | new.keys())
+        if key.startswith(SAME_ON_RESUME) and old.get(key, unset) != new.get(key, unset)
+    ]
+    if changed:
+        raise UserError(
+            f"cannot resume {path}: this run differs from the checkpoint's ({'; '.join(changed)}); resume "
+            "with the checkpoint's model.*, optim= and precision, or start a new run directory"
+        )
+
+
+def checkpoint_to_resume(cfg: DictConfig, ckpt_path: Path) -> dict[str, Any] | None:
+    """The checkpoint this run continues from, per ``resume``: true (it must exist), false (there must be
+    none: a new run never overwrites one) or auto (continue if there is one, else start fresh)."""
+    exists = ckpt_path.exists()
+    if cfg.resume is False and exists:
+        raise UserError(
+            f"{ckpt_path.parent} already holds a run (ckpt.pt); pass resume=true to continue it, "
+            "or choose a new hydra.run.dir"
+        )
+    if cfg.resume is True and not exists:
+        raise UserError(
+            f"resume=true but there is no checkpoint at {ckpt_path} yet; use resume=auto to continue when "
+            "there is one and start fresh when there is not"
+        )
+    if not exists or cfg.resume is False:
+        return None
+    ckpt = load_checkpoint(ckpt_path)
+    check_training_state(ckpt, ckpt_path)
+    check_same_experiment(ckpt["config"], cfg, ckpt_path)
+    if cfg.ema_decay is not None and ckpt.get("ema") is None:
+        raise UserError(f"cannot resume {ckpt_path} with ema_decay set: it was trained without EMA")
+    return ckpt
+
+
+def restore(
+    ckpt: dict[str, Any],
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    ema: AveragedModel | None,
+) -> None:
+    """Load a checkpoint's states into the run's parts and its RNGs; a state that does not fit (edited
+    or damaged weights, another optimizer's state) is refused in one line."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            ema.module.load_state_dict(ckpt["ema"])
+            ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        restore_rng(ckpt["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot resume {path}: its saved state does not fit this run ({first_line[:200]}); the file is "
+            "damaged or was edited: resume from a good copy, or start a new hydra.run.dir"
+        ) from exc
+
+
+def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_val: float) -> str:
+    """Why a diverged run stopped, and which checkpoint is still good: ckpt.pt may already hold huge
+    weights (the first bad update can be finite), but ckpt_best.pt was saved at the lowest val loss."""
+    best = run_dir / "ckpt_best.pt"
+    good = (
+        f"the last good checkpoint is {best} (val loss {best_val:.4f}); {run_dir / 'ckpt.pt'} may hold "
+        "diverged weights"
+        if math.isfinite(best_val) and best.exists()
+        else "no checkpoint of this run is known to be good"
+    )
+    return (
+        f"stopped at step {step}: {skipped} non-finite losses or gradients in a row "
+        f"(max_skipped_steps={cfg.max_skipped_steps}); {good}. "
+        "Lower optim.lr, set grad_clip, or use precision=bf16/fp32"
+    )
 
 
 def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -> dict[str, float]:
@@ -170,18 +250,14 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
     run_dir = Path(run_dir)
     check_train_config(cfg, world.size)
     device = pick_device(cfg.device, world)
+    with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
+        return run_training(cfg, run_dir, world, device)
+
+
+def run_training(cfg: DictConfig, run_dir: Path, world: World, device: torch.device) -> dict[str, float]:
+    """The body of ``train``, run while this process owns ``run_dir``."""
     ckpt_path = run_dir / "ckpt.pt"
-    if not cfg.resume and ckpt_path.exists():
-        raise UserError(
-            f"{run_dir} already holds a run (ckpt.pt); pass resume=true to continue it, "
-            "or choose a new hydra.run.dir"
-        )
-    ckpt = load_checkpoint(ckpt_path) if cfg.resume else None
-    if ckpt is not None and ckpt["config"]["model"] != model_signature(cfg):
-        raise UserError(
-            f"cannot resume {ckpt_path}: its model config differs from this one; "
-            "resume with the same model.* settings, or start a new run directory"
-        )
+    ckpt = checkpoint_to_resume(cfg, ckpt_path)
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -211,23 +287,14 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
 
     step, best_val, tokens_seen, skipped_in_a_row, skipped_total = 0, math.inf, 0, 0, 0
     if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(run_dir)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None:
-            if ckpt.get("ema") is None:
-                raise UserError(f"cannot resume {ckpt_path} with ema_decay set: it was trained without EMA")
-            ema.module.load_state_dict(ckpt["ema"])
-            ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        restore(ckpt, ckpt_path, model, optimizer, scaler, ema)
         step, best_val, tokens_seen = ckpt["step"], ckpt["best_val_loss"], ckpt["tokens_seen"]
         skipped_in_a_row, skipped_total = ckpt["skipped_in_a_row"], ckpt["skipped_total"]
-        restore_rng(ckpt["rng"])
-        if world.is_main:
-            truncate_metrics(run_dir, step)
         log.info("resumed %s at step %d", ckpt_path, step)
+    if world.is_main:
+        truncate_metrics(run_dir, step)  # records after the checkpoint (or all, on a fresh start) are redone
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = NullLogger()
@@ -319,11 +386,7 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
             step += 1
             tokens_seen += cfg.batch_size * block_size
             if skipped_in_a_row >= cfg.max_skipped_steps:
-                raise UserError(
-                    f"stopped at step {step}: {skipped_in_a_row} non-finite losses or gradients in a row "
-                    f"(max_skipped_steps={cfg.max_skipped_steps}); the last good checkpoint is {ckpt_path}. "
-                    "Lower optim.lr, set grad_clip, or use precision=bf16/fp32"
-                )
+                raise UserError(stop_message(step, skipped_in_a_row, cfg, run_dir, best_val))
 
             if step % cfg.log_interval == 0 or step == cfg.max_steps:
                 train_loss = loss_sum.item()  # host syncs beyond the skip check happen only at log time
