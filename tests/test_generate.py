@@ -2,12 +2,15 @@
 text, and every user mistake gets one clear line."""
 
 import io
+import os
 import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, REPO, build_model, compose_train, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -251,6 +254,25 @@ def test_cli_reads_the_prompt_from_stdin_and_separates_samples(run_dir, tmp_path
     assert all(s.startswith("To be") and len(s) == 15 for s in samples)
 
 
+def test_a_prompt_on_stdin_that_is_not_utf8_is_one_clear_line(run_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinygpt.generate", f"run={run_dir}", "prompt=-"],
+        input="To bé\n".encode("latin-1"),
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: the prompt on stdin is not valid UTF-8 (byte offset 4); "
+    ), proc.stderr
+    assert proc.stdout == b""
+
+
 class Pieces(io.StringIO):
     """A stream that records each write."""
 
@@ -296,7 +318,9 @@ def test_an_unsafe_target_anywhere_in_the_config_is_refused_before_it_runs(run_d
         assert not marker.exists()
 
 
-ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory without checkpoints) -> message
+# overrides ({run}: the trained run, {empty}: a run directory without checkpoints, {inf}: one whose
+# ckpt.pt holds an inf weight, {huge}: one whose weights are finite but overflow) -> message
+ERRORS = {
     "missing run dir": (["run=/nonexistent/run"], "run directory /nonexistent/run does not exist"),
     "no run given": ([], "run is required"),
     "no checkpoint": (["run={empty}"], "no checkpoint at"),
@@ -317,6 +341,11 @@ ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory withou
     "no samples": (["run={run}", "num_samples=0"], "num_samples must be a positive integer"),
     "no new tokens": (["run={run}", "max_new_tokens=0"], "max_new_tokens must be a positive integer"),
     "bad device": (["run={run}", "device=tpu"], "device must be one of"),
+    "weights not finite": (
+        ["run={inf}"],
+        "are not finite (transformer.h.0.attn.c_attn.weight holds inf or nan); training diverged",
+    ),
+    "weights that overflow": (["run={huge}", "prompt=a"], "the model's logits are inf or nan"),
 }
 
 
@@ -327,14 +356,39 @@ def empty_run(run_dir, tmp_path_factory):
     return empty
 
 
-def error_case(case: str, run_dir, empty_run) -> tuple[list[str], str]:
+def spoiled_copy(run_dir, path, spoil) -> str:
+    """A copy of the run whose ckpt.pt weights went through ``spoil``, as a diverged training leaves them."""
+    shutil.copytree(run_dir, path)
+    state = load_checkpoint(path / "ckpt.pt")
+    spoil(state["model"])
+    save_checkpoint(state, path / "ckpt.pt")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def diverged_runs(run_dir, tmp_path_factory) -> dict[str, str]:
+    def inf(weights):
+        weights["transformer.h.0.attn.c_attn.weight"][3, 5] = float("inf")
+
+    def huge(weights):
+        for tensor in {t.data_ptr(): t for t in weights.values()}.values():  # tied ones once
+            tensor.mul_(1e30)  # finite, but attention scores overflow
+
+    root = tmp_path_factory.mktemp("diverged")
+    return {
+        "inf": spoiled_copy(run_dir, root / "inf", inf),
+        "huge": spoiled_copy(run_dir, root / "huge", huge),
+    }
+
+
+def error_case(case: str, run_dir, empty_run, diverged_runs) -> tuple[list[str], str]:
     overrides, message = ERRORS[case]
-    return [o.format(run=run_dir, empty=empty_run) for o in overrides], message
+    return [o.format(run=run_dir, empty=empty_run, **diverged_runs) for o in overrides], message
 
 
 @pytest.mark.parametrize("case", ERRORS)
-def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, capsys):
-    overrides, message = error_case(case, run_dir, empty_run)
+def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, diverged_runs, capsys):
+    overrides, message = error_case(case, run_dir, empty_run, diverged_runs)
     cfg = compose_generate(*overrides)
     with pytest.raises(SystemExit) as exit_info:
         exit_on_user_error(cli)(cfg)
@@ -344,10 +398,20 @@ def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, capsys):
 
 
 @pytest.mark.parametrize(
-    "case", ["missing run dir", "no checkpoint", "prompt outside the vocabulary", "top_p zero"]
+    "case",
+    [
+        "missing run dir",
+        "no checkpoint",
+        "prompt outside the vocabulary",
+        "top_p zero",
+        "weights not finite",
+        "weights that overflow",
+    ],
 )
-def test_the_command_line_reports_mistakes_without_a_traceback(case, run_dir, empty_run, tmp_path):
-    overrides, message = error_case(case, run_dir, empty_run)
+def test_the_command_line_reports_mistakes_without_a_traceback(
+    case, run_dir, empty_run, diverged_runs, tmp_path
+):
+    overrides, message = error_case(case, run_dir, empty_run, diverged_runs)
     proc = run_cli(*overrides, module="tinygpt.generate", cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr

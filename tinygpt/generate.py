@@ -3,9 +3,9 @@
     model, tokenizer = tinygpt.load("out/my_model")
     print(generate_text(model, tokenizer, "ROMEO:", temperature=0.8, top_p=0.9)[0])
 
-The run directory is untrusted input: weights load with ``weights_only=True``, and the model config
-is data (``tinygpt.untrusted``: no interpolation, only classes inside ``tinygpt.model`` or
-``torch.nn``). Generated text goes to stdout, and nothing else does; log lines go to stderr; no
+The run directory is untrusted input: weights load with ``weights_only=True``, must be finite, and the
+model config is data (``tinygpt.untrusted``: no interpolation, only classes inside ``tinygpt.model``
+or ``torch.nn``). Generated text goes to stdout, and nothing else does; log lines go to stderr; no
 files are written.
 """
 
@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, BinaryIO, NamedTuple, TextIO
 
 import hydra
 import torch
@@ -67,6 +67,7 @@ def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: s
     except Exception as exc:
         raise UserError(f"cannot rebuild the model of {path} from {source}: {exc}") from exc
     weights = "EMA weights" if ema else "weights"
+    check_finite(model, f"the {weights} in {path}")
     log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
     return Loaded(model.to(torch_device).eval(), tokenizer)
 
@@ -85,6 +86,16 @@ def model_config(state: dict[str, Any], ckpt_path: Path) -> tuple[dict[str, Any]
     if not isinstance(model_cfg, dict):
         raise UserError(f"{path} has no model config (its 'model' is not a mapping)")
     return model_cfg, str(path)
+
+
+def check_finite(model: GPT, weights: str) -> None:
+    """Refuse inf or nan weights (a diverged training run): sampling from them fails or is noise."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(
+                f"{weights} are not finite ({name} holds inf or nan); training diverged (e.g. optim.lr "
+                "too high): use ckpt=best or an earlier run's checkpoint"
+            )
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -201,6 +212,18 @@ def describe_context(model: GPT) -> str:
     )
 
 
+def stdin_prompt(stdin: BinaryIO) -> str:
+    """The prompt piped in, decoded strictly as UTF-8, less the newline ``echo`` ends its line with."""
+    data = stdin.read()
+    try:
+        return data.decode("utf-8").removesuffix("\n")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"the prompt on stdin is not valid UTF-8 (byte offset {exc.start}); convert it first, "
+            "e.g. iconv -f latin1 -t utf-8 FILE | python -m tinygpt.generate run=... prompt=-"
+        ) from exc
+
+
 def text_value(value: Any, key: str) -> str:
     """A text value from the command line; Hydra reads some bare words as numbers or booleans."""
     if not isinstance(value, str):
@@ -219,7 +242,7 @@ def cli(cfg: DictConfig) -> None:
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
     prompt = text_value(cfg.prompt, "prompt")
     if prompt == "-":
-        prompt = sys.stdin.read().removesuffix("\n")  # `echo` ends its line; the prompt does not
+        prompt = stdin_prompt(sys.stdin.buffer)
     stop = None if cfg.stop is None else text_value(cfg.stop, "stop")
     model, tokenizer = load(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
     log.info(describe_context(model))

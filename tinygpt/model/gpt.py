@@ -330,9 +330,13 @@ class GPT(nn.Module):
                 logits = self(tokens[:, start:n])
             else:
                 logits = self(tokens[:, start + cache[0].length : n], cache)  # only the uncached tokens
-            nxt = sample_next(
-                logits[:, -1], seen, temperature, top_k, top_p, repetition_penalty, generator
-            )  # (B,)
+            logits = logits[:, -1]  # (B, V)
+            if not bool(torch.isfinite(logits).all()):
+                raise UserError(
+                    "the model's logits are inf or nan: its weights are too large (training diverged, "
+                    "e.g. optim.lr too high); sample from ckpt=best or an earlier run's checkpoint"
+                )
+            nxt = sample_next(logits, seen, temperature, top_k, top_p, repetition_penalty, generator)  # (B,)
             if eot_id is not None:
                 nxt = nxt.masked_fill(finished, eot_id)
                 finished |= nxt == eot_id
