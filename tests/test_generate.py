@@ -2,6 +2,7 @@
 text, and every user mistake gets one clear line."""
 
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -23,10 +24,8 @@ from tinygpt.train import sample_text, train
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
 BLOCK = 16
-# Prompts of 5 tokens for all; 21 (> block_size) for those whose positions have no limit (RoPE).
-CASES = [(v, 5) for v in VARIANTS] + [
-    (v, 21) for v, overrides in VARIANTS.items() if "model=llama" in overrides
-]
+# Prompts of 5 tokens, and of 30 (> block_size): a long prompt follows the same context rule.
+CASES = [(v, n) for n in (5, 30) for v in VARIANTS]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -105,14 +104,6 @@ def test_a_multi_token_chunk_cannot_follow_cached_tokens():
     cache.update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
     with pytest.raises(ValueError, match="empty KVCache"):
         cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
-
-
-def test_learned_positions_refuse_a_prompt_longer_than_the_context():
-    model = sharp_model()
-    with pytest.raises(
-        UserError, match=f"prompt is {BLOCK + 1} tokens.*block_size={BLOCK}.*shorten the prompt"
-    ):
-        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1)
 
 
 class EndOfText(CharTokenizer):
@@ -215,6 +206,23 @@ def test_load_picks_best_or_ema_weights_and_falls_back_to_the_json_config(run_di
     torch.testing.assert_close(
         load(copy, ckpt="best", device="cpu").model.lm_head.weight, best["lm_head.weight"]
     )
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_newest_tokens(run_dir, caplog):
+    model, tok = load(run_dir, device="cpu")  # learned positions, block_size=32
+    prompt = "The " * 25  # 100 tokens
+
+    def sample(text: str, **kw) -> str:
+        return generate_text(model, tok, text, max_new_tokens=20, seed=3, **kw)[0]
+
+    with caplog.at_level(logging.INFO, logger="tinygpt"):
+        cached = sample(prompt)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the prompt is 100 tokens, more than block_size=32: the model sees its newest {model.slide_keep}"
+    ]
+    assert cached.startswith(prompt) and len(cached) == 120
+    assert sample(prompt, kv_cache=False) == cached
+    assert cached.removeprefix(prompt) == sample(prompt[-model.slide_keep :])[model.slide_keep :]
 
 
 def test_cli_prints_the_sample_and_nothing_else_and_writes_no_files(run_dir, tmp_path):
@@ -330,7 +338,6 @@ ERRORS = {
         ["run={run}", 'prompt="naïve"'],
         "cannot encode the prompt: character 'ï'",
     ),
-    "prompt longer than the context": (["run={run}", "prompt=" + "a" * 33], "the prompt is 33 tokens"),
     "empty prompt without eot": (["run={run}", "prompt="], "the prompt is empty"),
     "prompt read as a number": (["run={run}", "prompt=42"], "quote it"),
     "negative temperature": (["run={run}", "temperature=-1"], "temperature must be a number >= 0"),
