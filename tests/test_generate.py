@@ -2,12 +2,16 @@
 text, and every user mistake gets one clear line."""
 
 import io
+import logging
+import os
 import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, REPO, build_model, compose_train, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -20,10 +24,8 @@ from tinygpt.train import sample_text, train
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
 BLOCK = 16
-# Prompts of 5 tokens for all; 21 (> block_size) for those whose positions have no limit (RoPE).
-CASES = [(v, 5) for v in VARIANTS] + [
-    (v, 21) for v, overrides in VARIANTS.items() if "model=llama" in overrides
-]
+# Prompts of 5 tokens, and of 30 (> block_size): a long prompt follows the same context rule.
+CASES = [(v, n) for n in (5, 30) for v in VARIANTS]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -102,14 +104,6 @@ def test_a_multi_token_chunk_cannot_follow_cached_tokens():
     cache.update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
     with pytest.raises(ValueError, match="empty KVCache"):
         cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
-
-
-def test_learned_positions_refuse_a_prompt_longer_than_the_context():
-    model = sharp_model()
-    with pytest.raises(
-        UserError, match=f"prompt is {BLOCK + 1} tokens.*block_size={BLOCK}.*shorten the prompt"
-    ):
-        model.generate(torch.zeros(1, BLOCK + 1, dtype=torch.long), 1)
 
 
 class EndOfText(CharTokenizer):
@@ -214,6 +208,23 @@ def test_load_picks_best_or_ema_weights_and_falls_back_to_the_json_config(run_di
     )
 
 
+def test_a_prompt_longer_than_the_context_keeps_its_newest_tokens(run_dir, caplog):
+    model, tok = load(run_dir, device="cpu")  # learned positions, block_size=32
+    prompt = "The " * 25  # 100 tokens
+
+    def sample(text: str, **kw) -> str:
+        return generate_text(model, tok, text, max_new_tokens=20, seed=3, **kw)[0]
+
+    with caplog.at_level(logging.INFO, logger="tinygpt"):
+        cached = sample(prompt)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the prompt is 100 tokens, more than block_size=32: the model sees its newest {model.slide_keep}"
+    ]
+    assert cached.startswith(prompt) and len(cached) == 120
+    assert sample(prompt, kv_cache=False) == cached
+    assert cached.removeprefix(prompt) == sample(prompt[-model.slide_keep :])[model.slide_keep :]
+
+
 def test_cli_prints_the_sample_and_nothing_else_and_writes_no_files(run_dir, tmp_path):
     proc = run_cli(
         f"run={run_dir}",
@@ -249,6 +260,25 @@ def test_cli_reads_the_prompt_from_stdin_and_separates_samples(run_dir, tmp_path
     samples = proc.stdout.removesuffix("\n").split("\n---\n")
     assert len(samples) == 3
     assert all(s.startswith("To be") and len(s) == 15 for s in samples)
+
+
+def test_a_prompt_on_stdin_that_is_not_utf8_is_one_clear_line(run_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinygpt.generate", f"run={run_dir}", "prompt=-"],
+        input="To bé\n".encode("latin-1"),
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: the prompt on stdin is not valid UTF-8 (byte offset 4); "
+    ), proc.stderr
+    assert proc.stdout == b""
 
 
 class Pieces(io.StringIO):
@@ -296,7 +326,9 @@ def test_an_unsafe_target_anywhere_in_the_config_is_refused_before_it_runs(run_d
         assert not marker.exists()
 
 
-ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory without checkpoints) -> message
+# overrides ({run}: the trained run, {empty}: a run directory without checkpoints, {inf}: one whose
+# ckpt.pt holds an inf weight, {huge}: one whose weights are finite but overflow) -> message
+ERRORS = {
     "missing run dir": (["run=/nonexistent/run"], "run directory /nonexistent/run does not exist"),
     "no run given": ([], "run is required"),
     "no checkpoint": (["run={empty}"], "no checkpoint at"),
@@ -306,7 +338,6 @@ ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory withou
         ["run={run}", 'prompt="naïve"'],
         "cannot encode the prompt: character 'ï'",
     ),
-    "prompt longer than the context": (["run={run}", "prompt=" + "a" * 33], "the prompt is 33 tokens"),
     "empty prompt without eot": (["run={run}", "prompt="], "the prompt is empty"),
     "prompt read as a number": (["run={run}", "prompt=42"], "quote it"),
     "negative temperature": (["run={run}", "temperature=-1"], "temperature must be a number >= 0"),
@@ -317,6 +348,11 @@ ERRORS = {  # overrides ({run}: the trained run, {empty}: a run directory withou
     "no samples": (["run={run}", "num_samples=0"], "num_samples must be a positive integer"),
     "no new tokens": (["run={run}", "max_new_tokens=0"], "max_new_tokens must be a positive integer"),
     "bad device": (["run={run}", "device=tpu"], "device must be one of"),
+    "weights not finite": (
+        ["run={inf}"],
+        "are not finite (transformer.h.0.attn.c_attn.weight holds inf or nan); training diverged",
+    ),
+    "weights that overflow": (["run={huge}", "prompt=a"], "the model's logits are inf or nan"),
 }
 
 
@@ -327,14 +363,39 @@ def empty_run(run_dir, tmp_path_factory):
     return empty
 
 
-def error_case(case: str, run_dir, empty_run) -> tuple[list[str], str]:
+def spoiled_copy(run_dir, path, spoil) -> str:
+    """A copy of the run whose ckpt.pt weights went through ``spoil``, as a diverged training leaves them."""
+    shutil.copytree(run_dir, path)
+    state = load_checkpoint(path / "ckpt.pt")
+    spoil(state["model"])
+    save_checkpoint(state, path / "ckpt.pt")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def diverged_runs(run_dir, tmp_path_factory) -> dict[str, str]:
+    def inf(weights):
+        weights["transformer.h.0.attn.c_attn.weight"][3, 5] = float("inf")
+
+    def huge(weights):
+        for tensor in {t.data_ptr(): t for t in weights.values()}.values():  # tied ones once
+            tensor.mul_(1e30)  # finite, but attention scores overflow
+
+    root = tmp_path_factory.mktemp("diverged")
+    return {
+        "inf": spoiled_copy(run_dir, root / "inf", inf),
+        "huge": spoiled_copy(run_dir, root / "huge", huge),
+    }
+
+
+def error_case(case: str, run_dir, empty_run, diverged_runs) -> tuple[list[str], str]:
     overrides, message = ERRORS[case]
-    return [o.format(run=run_dir, empty=empty_run) for o in overrides], message
+    return [o.format(run=run_dir, empty=empty_run, **diverged_runs) for o in overrides], message
 
 
 @pytest.mark.parametrize("case", ERRORS)
-def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, capsys):
-    overrides, message = error_case(case, run_dir, empty_run)
+def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, diverged_runs, capsys):
+    overrides, message = error_case(case, run_dir, empty_run, diverged_runs)
     cfg = compose_generate(*overrides)
     with pytest.raises(SystemExit) as exit_info:
         exit_on_user_error(cli)(cfg)
@@ -344,10 +405,20 @@ def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, capsys):
 
 
 @pytest.mark.parametrize(
-    "case", ["missing run dir", "no checkpoint", "prompt outside the vocabulary", "top_p zero"]
+    "case",
+    [
+        "missing run dir",
+        "no checkpoint",
+        "prompt outside the vocabulary",
+        "top_p zero",
+        "weights not finite",
+        "weights that overflow",
+    ],
 )
-def test_the_command_line_reports_mistakes_without_a_traceback(case, run_dir, empty_run, tmp_path):
-    overrides, message = error_case(case, run_dir, empty_run)
+def test_the_command_line_reports_mistakes_without_a_traceback(
+    case, run_dir, empty_run, diverged_runs, tmp_path
+):
+    overrides, message = error_case(case, run_dir, empty_run, diverged_runs)
     proc = run_cli(*overrides, module="tinygpt.generate", cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr

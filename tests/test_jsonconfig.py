@@ -195,6 +195,14 @@ ERRORS = {
     ),
     "not an object": ([1, 2], "must hold a JSON object"),
     "bpe key with the char tokenizer": ({"bpe_vocab_size": 512}, "it sets data.tokenizer.vocab_size"),
+    "target inside a list": (
+        {"optim": {"betas": [0.9, {"_target_": "builtins.open", "_args_": ["x", "w"]}]}},
+        r"optim.betas\[1\] has a _target_, but only a config group's node may have one",
+    ),
+    "target on a value": (
+        {"model": {"n_layer": {"_target_": "builtins.print"}}},
+        "model.n_layer has a _target_",
+    ),
 }
 
 

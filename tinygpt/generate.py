@@ -3,9 +3,10 @@
     model, tokenizer = tinygpt.load("out/my_model")
     print(generate_text(model, tokenizer, "ROMEO:", temperature=0.8, top_p=0.9)[0])
 
-The run directory is untrusted input: weights load with ``weights_only=True``, and the model config
-may only name classes inside ``tinygpt.model`` or ``torch.nn``. Generated text goes to stdout, and
-nothing else does; log lines go to stderr; no files are written.
+The run directory is untrusted input: weights load with ``weights_only=True``, must be finite, and the
+model config is data (``tinygpt.untrusted``: no interpolation, only classes inside ``tinygpt.model``
+or ``torch.nn``). Generated text goes to stdout, and nothing else does; log lines go to stderr; no
+files are written.
 """
 
 import json
@@ -13,11 +14,10 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, BinaryIO, NamedTuple, TextIO
 
 import hydra
 import torch
-from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.checkpoint import load_checkpoint
@@ -27,14 +27,11 @@ from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.model import GPT
 from tinygpt.sampling import check_sampling
 from tinygpt.train import pick_device
+from tinygpt.untrusted import instantiate_data
 
 log = logging.getLogger("tinygpt")
 
 CHECKPOINTS = {"latest": "ckpt.pt", "best": "ckpt_best.pt"}
-# Where everything a run's model config instantiates must be defined. Narrower than "tinygpt." /
-# "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
-# and run code (torch.hub.load).
-SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
 
 
 class Loaded(NamedTuple):
@@ -61,26 +58,27 @@ def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: s
     state = load_checkpoint(path, map_location=torch_device)
     if ema and state.get("ema") is None:
         raise UserError(f"ema=true but {path} holds no EMA weights (train with EMA on); use ema=false")
-    model_cfg, source = model_config(state, run_dir)
-    check_targets(model_cfg, source)
+    model_cfg, source = model_config(state, path)
     try:
-        model = instantiate(model_cfg)(vocab_size=tokenizer.vocab_size)
+        model = instantiate_data(model_cfg, source, "model")(vocab_size=tokenizer.vocab_size)
         model.load_state_dict(state["ema" if ema else "model"])
     except UserError:
         raise
     except Exception as exc:
         raise UserError(f"cannot rebuild the model of {path} from {source}: {exc}") from exc
     weights = "EMA weights" if ema else "weights"
+    check_finite(model, f"the {weights} in {path}")
     log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
     return Loaded(model.to(torch_device).eval(), tokenizer)
 
 
-def model_config(state: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], str]:
-    """The resolved model config (a dict with ``_target_``s): the checkpoint's, else the run's JSON."""
+def model_config(state: dict[str, Any], ckpt_path: Path) -> tuple[dict[str, Any], str]:
+    """The resolved model config (a dict with ``_target_``s) and where it comes from: the config of
+    the checkpoint ``state`` read from ``ckpt_path``, else the run's effective_config.json."""
     config = state.get("config")
     if isinstance(config, dict) and isinstance(config.get("model"), dict):
-        return config["model"], "the checkpoint's config"
-    path = run_dir / "effective_config.json"
+        return config["model"], f"the config in {ckpt_path}"
+    path = ckpt_path.parent / "effective_config.json"
     try:
         model_cfg = json.loads(path.read_text(encoding="utf-8"))["model"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -90,34 +88,14 @@ def model_config(state: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], 
     return model_cfg, str(path)
 
 
-def check_targets(node: Any, source: str) -> None:
-    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS: instantiating runs it."""
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not is_safe_target(target):
+def check_finite(model: GPT, weights: str) -> None:
+    """Refuse inf or nan weights (a diverged training run): sampling from them fails or is noise."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UserError(
-                f"{source} asks to build {target!r}; only what is defined inside "
-                f"{' or '.join(t.rstrip('.') for t in SAFE_TARGETS)} is built from a run directory"
+                f"{weights} are not finite ({name} holds inf or nan); training diverged (e.g. optim.lr "
+                "too high): use ckpt=best or an earlier run's checkpoint"
             )
-        children = node.values()
-    elif isinstance(node, list):
-        children = node
-    else:
-        return
-    for child in children:
-        check_targets(child, source)
-
-
-def is_safe_target(target: Any) -> bool:
-    """The path must start inside SAFE_TARGETS (so looking it up imports nothing else) and what it
-    names must be defined there: "tinygpt.model.gpt.torch.hub.load" reaches torch.hub through an import."""
-    if not (isinstance(target, str) and target.startswith(SAFE_TARGETS)):
-        return False
-    try:
-        module = getattr(get_object(target), "__module__", None) or ""
-    except Exception:
-        return False  # names nothing; refused rather than reported, it came from an untrusted file
-    return f"{module}.".startswith(SAFE_TARGETS)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -234,6 +212,18 @@ def describe_context(model: GPT) -> str:
     )
 
 
+def stdin_prompt(stdin: BinaryIO) -> str:
+    """The prompt piped in, decoded strictly as UTF-8, less the newline ``echo`` ends its line with."""
+    data = stdin.read()
+    try:
+        return data.decode("utf-8").removesuffix("\n")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"the prompt on stdin is not valid UTF-8 (byte offset {exc.start}); convert it first, "
+            "e.g. iconv -f latin1 -t utf-8 FILE | python -m tinygpt.generate run=... prompt=-"
+        ) from exc
+
+
 def text_value(value: Any, key: str) -> str:
     """A text value from the command line; Hydra reads some bare words as numbers or booleans."""
     if not isinstance(value, str):
@@ -252,7 +242,7 @@ def cli(cfg: DictConfig) -> None:
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
     prompt = text_value(cfg.prompt, "prompt")
     if prompt == "-":
-        prompt = sys.stdin.read().removesuffix("\n")  # `echo` ends its line; the prompt does not
+        prompt = stdin_prompt(sys.stdin.buffer)
     stop = None if cfg.stop is None else text_value(cfg.stop, "stop")
     model, tokenizer = load(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
     log.info(describe_context(model))

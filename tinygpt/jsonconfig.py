@@ -9,7 +9,9 @@ stood, before Hydra parses it: Hydra stays the only thing that builds a config. 
 - the nested layout of a run's ``effective_config.json``, so feeding one back reproduces that run:
   a group's option is found from its ``_target_``, and every value is set explicitly.
 
-Unknown keys are refused by name. Overrides on the command line win: a key set there drops the
+The file is data (``tinygpt.untrusted``): an interpolation ``${...}`` anywhere in it is refused, as
+is a ``_target_`` anywhere but on a config group's node (where it only picks the option). Unknown
+keys are refused by name. Overrides on the command line win: a key set there drops the
 JSON's value for it, and a group chosen there (``model/norm=rmsnorm``) drops the JSON's choice of
 that group and everything the JSON sets inside it.
 """
@@ -27,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.config import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.untrusted import check_data, nodes
 
 # Flat key -> the config key it sets.
 FLAT_VALUES: dict[str, str] = {
@@ -86,9 +89,14 @@ FLAT_GROUPS: dict[str, str] = {
 
 def json_overrides(path: str | Path) -> list[str]:
     """The Hydra overrides equivalent to the JSON config at ``path``, checked key by key."""
-    pairs = translate(_read_json(path), path)
+    config = _read_json(path)
+    check_data(config, f"config_json={path}")
+    _check_targets(config, path)
+    pairs = translate(config, path)
     _check_keys(pairs, path)
-    return [override for _, override in pairs]
+    overrides = [override for _, override in pairs]
+    check_data(overrides, f"config_json={path}", "overrides")  # what Hydra reads, checked again
+    return overrides
 
 
 def translate(config: dict[str, Any], path: str | Path) -> list[tuple[str, str]]:
@@ -160,6 +168,17 @@ def _read_json(path: str | Path) -> dict[str, Any]:
             f"config_json={path} must hold a JSON object of config keys, not {type(config).__name__}"
         )
     return config
+
+
+def _check_targets(config: dict[str, Any], path: str | Path) -> None:
+    """A ``_target_`` may stand only on a config group's node, where it picks an option and is never
+    spliced in; anywhere else (inside a list, say) Hydra would build whatever it names."""
+    for key, node in nodes(config, ""):
+        if isinstance(node, dict) and "_target_" in node and not (key and _options(key.replace(".", "/"))):
+            raise UserError(
+                f"config_json={path}: {key or 'the top level'} has a _target_, but only a config group's "
+                "node may have one (it picks the group's option); remove it"
+            )
 
 
 def _flat(key: str, value: Any, path: str | Path) -> list[str]:

@@ -9,6 +9,7 @@ Generation (``GPT.stream``, ``GPT.generate``) runs the same forward with an opti
 layer, so each new token costs one position instead of the whole context.
 """
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,8 @@ from tinygpt.sampling import check_sampling, sample_next
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
 MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
+
+log = logging.getLogger("tinygpt")
 
 
 class KVCache:
@@ -297,22 +300,23 @@ class GPT(nn.Module):
         Sampling controls are those of ``tinygpt.sampling.sample_next``. A row that emits ``eot_id``
         is finished: it yields ``eot_id`` from then on, and the stream ends once every row has.
         ``kv_cache=False`` recomputes the whole context at every step, under the same context rule
-        (``past_block_size``), so it gives the same tokens, only slower.
+        (``past_block_size``), so it gives the same tokens, only slower. A prompt is context like any
+        other: a "slide" model given one longer than block_size sees only its newest ``slide_keep``.
         """
         check_sampling(temperature, top_k, top_p, repetition_penalty)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise UserError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         B, prompt_len = idx.shape
-        limit = self.transformer.wpe.max_positions
-        if limit is not None and prompt_len > limit:
-            raise UserError(
-                f"the prompt is {prompt_len} tokens, longer than this model's context of block_size={limit} "
-                f"tokens, and its learned positions cannot go further; shorten the prompt to its last "
-                f"{limit} tokens"
-            )
         ring = self.past_block_size == "ring"
         if ring:
             self.transformer.wpe.extend(prompt_len + max_new_tokens)
+        elif prompt_len > self.block_size:
+            log.warning(
+                "the prompt is %d tokens, more than block_size=%d: the model sees its newest %d",
+                prompt_len,
+                self.block_size,
+                self.slide_keep,
+            )
         tokens = torch.empty(B, prompt_len + max_new_tokens, dtype=torch.long, device=idx.device)
         tokens[:, :prompt_len] = idx
         rows = torch.arange(B, device=idx.device)
@@ -330,9 +334,13 @@ class GPT(nn.Module):
                 logits = self(tokens[:, start:n])
             else:
                 logits = self(tokens[:, start + cache[0].length : n], cache)  # only the uncached tokens
-            nxt = sample_next(
-                logits[:, -1], seen, temperature, top_k, top_p, repetition_penalty, generator
-            )  # (B,)
+            logits = logits[:, -1]  # (B, V)
+            if not bool(torch.isfinite(logits).all()):
+                raise UserError(
+                    "the model's logits are inf or nan: its weights are too large (training diverged, "
+                    "e.g. optim.lr too high); sample from ckpt=best or an earlier run's checkpoint"
+                )
+            nxt = sample_next(logits, seen, temperature, top_k, top_p, repetition_penalty, generator)  # (B,)
             if eot_id is not None:
                 nxt = nxt.masked_fill(finished, eot_id)
                 finished |= nxt == eot_id
