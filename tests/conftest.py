@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,22 @@ def run_cli(
         text=True,
         timeout=600,
     )
+
+
+def start_cli(*args: str, until: Path) -> subprocess.Popen:
+    """Start ``python -m tinygpt.train args`` in the background; return once ``until`` exists (or the
+    process ended, or two minutes passed), for a test to kill it at that point."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tinygpt.train", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not until.exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.005)
+    return child
 
 
 @pytest.fixture(autouse=True, scope="session")

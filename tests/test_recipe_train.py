@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_train, run_cli, set_keys
+from conftest import REPO, TINY, compose_train, run_cli, set_keys, start_cli
 
 import tinygpt.train
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -138,17 +137,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(extra, t
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     proc = run_cli(*KILL_ARGS, *extra, f"hydra.run.dir={straight}")
     assert proc.returncode == 0, proc.stderr
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tinygpt.train", *KILL_ARGS, *extra, f"hydra.run.dir={killed}"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while not (killed / "ckpt.pt").exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.005)
+    child = start_cli(*KILL_ARGS, *extra, f"hydra.run.dir={killed}", until=killed / "ckpt.pt")
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert load_checkpoint(killed / "ckpt.pt")["step"] < 300

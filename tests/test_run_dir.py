@@ -7,13 +7,10 @@ import io
 import json
 import math
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_train, run_cli, set_keys
+from conftest import TINY, compose_train, run_cli, set_keys, start_cli
 
 import tinygpt.checkpoint
 from tinygpt.checkpoint import load_checkpoint
@@ -27,15 +24,7 @@ LONG_RUN = [*TINY, "max_steps=100000", "eval_interval=100000", "ckpt_interval=10
 
 def start_training(run_dir, *args):
     """A training process in the background, returned once it has logged its first step."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tinygpt.train", *args, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.1)
+    child = start_cli(*args, f"hydra.run.dir={run_dir}", until=run_dir / "metrics.jsonl")
     assert child.poll() is None, "the background run ended before it logged"
     return child
 
