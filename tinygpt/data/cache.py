@@ -11,14 +11,18 @@ One cache entry is a folder ``<cache_dir>/tokens/<key>/`` holding
 validation split, so editing the text or the tokenizer builds a new entry, while a renamed or moved
 copy of the same text re-uses the old one. An entry is built in a temporary folder and renamed into
 place, so a crash never leaves a half-written entry; a file lock makes a second process that wants
-the same entry wait for the first instead of tokenizing the same text twice.
+the same entry wait for the first instead of tokenizing the same text twice. What a killed build
+leaves behind is removed by a later run (remove_leftovers), and a damaged entry (a file missing or
+cut short) is rebuilt.
 """
 
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,16 +31,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tinygpt.data.text import check_documents, read_chunks
 from tinygpt.data.tokenizers import Tokenizer, load_tokenizer
+from tinygpt.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the layout or the way text becomes ids changes: old entries are then ignored
+TEMPORARY = re.compile(r"\.(?P<key>[0-9a-f]{16})\.\w+")  # .<key>.<random>: an entry being built
+DTYPES = ("uint16", "uint32")
+
+Tokens = tuple[np.ndarray, np.ndarray, Tokenizer]  # train ids, val ids, the tokenizer that made them
+
+
+class DamagedEntry(Exception):
+    """A cache entry that is not what build_entry wrote (a file missing, unreadable or cut short)."""
 
 
 def cached_tokens(
@@ -46,12 +59,15 @@ def cached_tokens(
     make_tokenizer: Callable[[Iterable[str]], Tokenizer],
     cache_root: Path,
     memmap: bool = True,
-) -> tuple[np.ndarray, np.ndarray, Tokenizer]:
+    min_tokens: int = 2,
+) -> Tokens:
     """Train and val token ids of the documents, and their tokenizer: from the cache, built if needed.
 
     Without ``val_docs`` the last ``val_fraction`` of the token stream is the validation split.
     ``make_tokenizer`` is the config's partial tokenizer (``CharTokenizer.train``,
-    ``BPETokenizer.train`` with its settings); its target and settings are part of the key.
+    ``BPETokenizer.train`` with its settings); its target and settings are part of the key. A split
+    of fewer than ``min_tokens`` tokens is a UserError, and an entry is only stored if both splits
+    have enough (one stored before, for a smaller ``min_tokens``, is kept: the text is fine).
     """
     with progress_bar("checking text", _total_bytes(train_docs, val_docs)) as advance:
         train_hash = check_documents(train_docs, "data.path", advance)
@@ -65,17 +81,93 @@ def cached_tokens(
         "tokenizer": spec,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    entry = Path(cache_root).expanduser() / "tokens" / key
+    folder = tokens_folder(Path(cache_root).expanduser())
+    remove_leftovers(folder)
+
+    def build(entry: Path) -> None:
+        build_entry(entry, train_docs, val_docs, val_fraction, make_tokenizer, identity, min_tokens)
+
+    train, val, tokenizer = open_or_build(folder / key, memmap, build)
+    check_split_sizes(len(train), len(val), min_tokens)  # an entry built for a smaller block_size
+    return train, val, tokenizer
+
+
+def tokens_folder(cache_root: Path) -> Path:
+    """``<cache_root>/tokens``, created if needed."""
+    folder = cache_root / "tokens"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(
+            f"the token cache folder {folder} is a file; delete it (the cache is rebuilt as needed) "
+            "or set data.cache_dir to another folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the token cache folder {folder} ({exc.strerror}); set data.cache_dir to a "
+            "folder you can write to"
+        ) from exc
+    return folder
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary folders of builds whose process died (killed, out of memory, power cut).
+
+    A builder holds its entry's lock from creating its temporary folder until it has renamed or
+    removed it, and the OS releases the lock of a process that dies. So when an entry's lock can be
+    taken without waiting, no live process is building that entry, and every temporary folder of it
+    is a leftover; it is removed while holding the lock, so no new build of it starts meanwhile. The
+    temporary folders of an entry whose lock is held are left alone: they are being built right now.
+    """
+    for path in folder.iterdir():
+        match = TEMPORARY.fullmatch(path.name)
+        if match is None or not path.is_dir():  # .<key>.lock files match too, but are files
+            continue
+        try:
+            with FileLock(lock_path(folder / match["key"]), timeout=0):
+                log.info("removing %s, left by a build that did not finish", path)
+                shutil.rmtree(path, ignore_errors=True)
+        except Timeout:
+            continue
+
+
+def lock_path(entry: Path) -> Path:
+    """The lock file held while ``entry`` is built or repaired."""
+    return entry.parent / f".{entry.name}.lock"
+
+
+def open_or_build(entry: Path, memmap: bool, build: Callable[[Path], None]) -> Tokens:
+    """The entry's tokens; built first, under the entry's lock, if it is missing or damaged."""
     if entry.is_dir():
-        log.info("using token cache %s", entry)
-    else:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(entry.parent / f".{entry.name}.lock"):
-            if entry.is_dir():  # another process built it while this one waited for the lock
+        try:
+            tokens = open_entry(entry, memmap)
+        except DamagedEntry:
+            pass  # repaired below, under the lock
+        else:
+            log.info("using token cache %s", entry)
+            return tokens
+    with FileLock(lock_path(entry)):
+        if os.path.lexists(entry):
+            try:
+                tokens = open_entry(entry, memmap)
+            except DamagedEntry as exc:
+                log.warning("token cache entry %s is damaged (%s); building it again", entry, exc)
+                _remove(entry)
+            else:  # another process built (or repaired) it while this one waited for the lock
                 log.info("using token cache %s (built by another process)", entry)
-            else:
-                build_entry(entry, train_docs, val_docs, val_fraction, make_tokenizer, identity)
+                return tokens
+        build(entry)
     return open_entry(entry, memmap)
+
+
+def check_split_sizes(n_train: int, n_val: int, min_tokens: int) -> None:
+    """Refuse a split too short for one training window of ``min_tokens`` = block_size + 1 tokens."""
+    for name, n_tokens in (("train", n_train), ("validation", n_val)):
+        if n_tokens < min_tokens:
+            raise UserError(
+                f"the {name} split has {n_tokens} tokens, too few for one window of model.block_size="
+                f"{min_tokens - 1} (+1 target); lower model.block_size or use a larger corpus"
+            )
 
 
 def tokenizer_spec(make_tokenizer: Callable[..., Any]) -> dict[str, Any]:
@@ -91,7 +183,10 @@ def build_entry(
     val_fraction: float,
     make_tokenizer: Callable[[Iterable[str]], Tokenizer],
     identity: dict[str, Any],
+    min_tokens: int,
 ) -> None:
+    """Tokenize the documents into ``entry``, a folder made in one rename once it is complete and
+    both splits have at least ``min_tokens`` tokens. The caller holds the entry's lock."""
     total = _total_bytes(train_docs, val_docs)
     log.info("tokenizing %s (%.1f MB) with %s", train_docs[0], total / 1e6, identity["tokenizer"]["target"])
     start = time.perf_counter()
@@ -108,6 +203,7 @@ def build_entry(
                 n_val = _encode_to(tmp / "val.bin", val_docs, tokenizer, dtype, advance)
             else:
                 n_train, n_val = _split_off_val(tmp, n_train, val_fraction, dtype)
+        check_split_sizes(n_train, n_val, min_tokens)
         tokenizer.save(tmp / "tokenizer.json")
         seconds = time.perf_counter() - start
         meta = {
@@ -137,17 +233,45 @@ def build_entry(
     )
 
 
-def open_entry(entry: Path, memmap: bool = True) -> tuple[np.ndarray, np.ndarray, Tokenizer]:
-    """Train and val ids of a cache entry (read-only memmaps, or arrays in RAM), and its tokenizer."""
-    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-    dtype = np.dtype(meta["dtype"])
+def open_entry(entry: Path, memmap: bool = True) -> Tokens:
+    """Train and val ids of a cache entry (read-only memmaps, or arrays in RAM), and its tokenizer.
 
-    def read(path: Path) -> np.ndarray:
-        if memmap and path.stat().st_size:  # an empty file cannot be mapped
-            return np.memmap(path, dtype=dtype, mode="r")
-        return np.fromfile(path, dtype=dtype)
+    DamagedEntry if a file is missing or unreadable, or a .bin file's size is not the token count
+    meta.json gives for it.
+    """
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if meta["dtype"] not in DTYPES:
+            raise ValueError(f"meta.json has dtype {meta['dtype']!r}")
+        dtype = np.dtype(meta["dtype"])
+        n_train, n_val = int(meta["train_tokens"]), int(meta["val_tokens"])
+        tokenizer = load_tokenizer(entry / "tokenizer.json")
+    except (OSError, ValueError, TypeError, KeyError, UserError) as exc:
+        raise DamagedEntry(exc) from exc
+    train = _read_ids(entry / "train.bin", n_train, dtype, memmap)
+    val = _read_ids(entry / "val.bin", n_val, dtype, memmap)
+    return train, val, tokenizer
 
-    return read(entry / "train.bin"), read(entry / "val.bin"), load_tokenizer(entry / "tokenizer.json")
+
+def _read_ids(path: Path, n_tokens: int, dtype: np.dtype, memmap: bool) -> np.ndarray:
+    try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size == n_tokens * dtype.itemsize:
+            if memmap and n_tokens:  # an empty file cannot be mapped
+                return np.memmap(path, dtype=dtype, mode="r")
+            return np.fromfile(path, dtype=dtype)
+    except OSError as exc:
+        raise DamagedEntry(exc) from exc
+    raise DamagedEntry(f"{path.name} is not {n_tokens} {dtype.name} token ids, as meta.json says")
+
+
+def _remove(entry: Path) -> None:
+    """Delete a damaged entry (a folder, or whatever took its name). Stopped half-way, what remains is
+    still damaged and is removed again next time."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
 
 
 def _total_bytes(train_docs: list[Path], val_docs: list[Path] | None) -> int:

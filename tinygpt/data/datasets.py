@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tinygpt.data.batches import SAMPLING
-from tinygpt.data.cache import cached_tokens
+from tinygpt.data.cache import cached_tokens, check_split_sizes
 from tinygpt.data.download import fetch
 from tinygpt.data.text import embedded_corpus_path, find_documents
 from tinygpt.data.tokenizers import Tokenizer
@@ -36,11 +36,14 @@ def load_text_data(
     val_fraction: float = 0.1,
     memmap: bool = True,
     sampling: str = "random",
+    min_tokens: int = 2,
 ) -> TextData:
     """Tokenize ``path`` (a file, or every ``*.txt`` under a folder) through the token cache.
 
     Validation is ``val_path`` when given, else the last ``val_fraction`` of the tokens. Folders are
-    read as documents in sorted order, separated by the tokenizer's end-of-text id (BPE).
+    read as documents in sorted order, separated by the tokenizer's end-of-text id (BPE). A split of
+    fewer than ``min_tokens`` tokens (the training loop passes model.block_size + 1: one window and
+    its target) is a UserError, and the corpus is then not cached.
     """
     if path is None:
         raise UserError("data.path is not set; data=text needs data.path=FILE or data.path=FOLDER")
@@ -51,7 +54,7 @@ def load_text_data(
     train_docs = find_documents(path, "data.path")
     val_docs = find_documents(val_path, "data.val_path") if val_path is not None else None
     train, val, tok = cached_tokens(
-        train_docs, val_docs, val_fraction, tokenizer, Path(cache_dir).expanduser(), memmap
+        train_docs, val_docs, val_fraction, tokenizer, Path(cache_dir).expanduser(), memmap, min_tokens
     )
     return TextData(train=train, val=val, tokenizer=tok, sampling=sampling)
 
@@ -78,9 +81,4 @@ def load_downloaded(
 
 
 def check_fits(data: TextData, block_size: int) -> None:
-    for name, ids in (("train", data.train), ("validation", data.val)):
-        if len(ids) <= block_size:
-            raise UserError(
-                f"the {name} split has {len(ids)} tokens, too few for one window of model.block_size="
-                f"{block_size} (+1 target); lower model.block_size or use a larger corpus"
-            )
+    check_split_sizes(len(data.train), len(data.val), block_size + 1)

@@ -8,8 +8,11 @@ memory never has to be held whole.
 """
 
 import json
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -18,6 +21,8 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from tinygpt.errors import UserError
 
 EOT = "<|endoftext|>"  # GPT-2's document separator, kept for familiarity
+MAX_TOKENIZER_BYTES = 64 << 20  # generous: a 100k-token BPE vocabulary is a few MB
+CHECK_RUN_DIR = "is this a TinyGPT run directory, holding the tokenizer.json that training wrote?"
 
 
 class CharTokenizer:
@@ -148,15 +153,52 @@ def split_text(text: str, size: int) -> tuple[list[str], str]:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a run directory's (or a token cache's) tokenizer.json, of either kind."""
+    """Read a run directory's (or a token cache entry's) tokenizer.json, of either kind.
+
+    The file is untrusted input (a run directory may come from anyone), so anything but a regular file
+    of at most MAX_TOKENIZER_BYTES holding a usable vocabulary of one of the two kinds is refused with
+    a UserError.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_TOKENIZER_BYTES).decode("utf-8")
         spec = json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read tokenizer {path} ({exc}); is this a TinyGPT run directory?") from exc
-    if spec.get("kind") == "char":
-        return CharTokenizer(spec["chars"])
-    if "model" in spec:  # a Hugging Face tokenizer.json
-        return BPETokenizer(HFTokenizer.from_str(text))
-    raise UserError(f"tokenizer {path} is neither a TinyGPT char vocabulary nor a Hugging Face tokenizer")
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise UserError(f"cannot read tokenizer {path} ({exc}); {CHECK_RUN_DIR}") from exc
+    tokenizer = _from_spec(path, spec, text)
+    if tokenizer.vocab_size == 0:
+        raise _unusable(path, "has an empty vocabulary")
+    return tokenizer
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, if it is (after following links) a regular file of at most ``max_bytes``.
+
+    Anything else is a ValueError before a byte is read: a FIFO would block and ``/dev/zero`` would
+    never end. The file is opened non-blocking, so opening a FIFO with no writer returns at once.
+    """
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes, more than the {max_bytes >> 20} MiB allowed")
+        return f.read(max_bytes)  # a file growing meanwhile is cut here, then fails to parse
+
+
+def _from_spec(path: Path, spec: Any, text: str) -> Tokenizer:
+    if isinstance(spec, dict) and spec.get("kind") == "char":
+        chars = spec.get("chars")
+        if not isinstance(chars, str) or len(set(chars)) != len(chars):
+            raise _unusable(path, 'is a char vocabulary whose "chars" is not a string of distinct characters')
+        return CharTokenizer(chars)
+    if isinstance(spec, dict) and "model" in spec:  # a Hugging Face tokenizer.json
+        try:
+            return BPETokenizer(HFTokenizer.from_str(text))
+        except Exception as exc:  # tokenizers raises a plain Exception for a malformed file
+            raise _unusable(path, f"is not a valid Hugging Face tokenizer ({exc})") from exc
+    raise _unusable(path, "is neither a TinyGPT char vocabulary nor a Hugging Face tokenizer")
+
+
+def _unusable(path: Path, problem: str) -> UserError:
+    return UserError(f"tokenizer {path} {problem}; {CHECK_RUN_DIR}")
