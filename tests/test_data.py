@@ -17,7 +17,6 @@ import tinygpt.data.text as text_module
 from tinygpt.data import (
     BPETokenizer,
     CharTokenizer,
-    check_fits,
     get_batch,
     load_downloaded,
     load_embedded,
@@ -328,9 +327,9 @@ def test_a_failed_build_leaves_no_half_written_entry(tmp_path):
 
 
 def test_a_corpus_too_short_for_one_block(tmp_path):
-    data = load_text_data(CHAR, write(tmp_path / "a.txt", "short text\n" * 10), cache_dir=tmp_path)
+    corpus = write(tmp_path / "a.txt", "short text\n" * 10)
     with pytest.raises(UserError, match="too few for one window of model.block_size=64"):
-        check_fits(data, 64)
+        load_text_data(CHAR, corpus, cache_dir=tmp_path, min_tokens=65)
 
 
 CLI_BAD = {

@@ -36,7 +36,7 @@ from tinygpt.checkpoint import (
     save_checkpoint,
 )
 from tinygpt.config import check_train_config, conf_dir
-from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
+from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, get_batch
 from tinygpt.distributed import (
     SINGLE_PROCESS,
     World,
@@ -262,8 +262,7 @@ def run_training(cfg: DictConfig, run_dir: Path, world: World, device: torch.dev
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    data: TextData = instantiate(cfg.data)
-    check_fits(data, cfg.model.block_size)
+    data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     model = instantiate(cfg.model)(vocab_size=data.tokenizer.vocab_size).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
     optimizer = build_optimizer(

@@ -1,7 +1,7 @@
 """Corpora, tokenizers, the token cache and batches."""
 
 from tinygpt.data.batches import SAMPLING, TRAIN_STREAM, VAL_STREAM, get_batch
-from tinygpt.data.datasets import TextData, check_fits, load_downloaded, load_embedded, load_text_data
+from tinygpt.data.datasets import TextData, load_downloaded, load_embedded, load_text_data
 from tinygpt.data.text import embedded_corpus_path
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
@@ -13,7 +13,6 @@ __all__ = [
     "CharTokenizer",
     "TextData",
     "Tokenizer",
-    "check_fits",
     "embedded_corpus_path",
     "get_batch",
     "load_downloaded",

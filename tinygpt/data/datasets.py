@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tinygpt.data.batches import SAMPLING
-from tinygpt.data.cache import cached_tokens, check_split_sizes
+from tinygpt.data.cache import cached_tokens
 from tinygpt.data.download import fetch
 from tinygpt.data.text import embedded_corpus_path, find_documents
 from tinygpt.data.tokenizers import Tokenizer
@@ -78,7 +78,3 @@ def load_downloaded(
     if path is None:
         path = fetch(url, sha256, Path(cache_dir).expanduser())
     return load_text_data(tokenizer, path, cache_dir=cache_dir, **options)
-
-
-def check_fits(data: TextData, block_size: int) -> None:
-    check_split_sizes(len(data.train), len(data.val), block_size + 1)
