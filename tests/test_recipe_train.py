@@ -1,6 +1,7 @@
 """The recipe inside the real loop: every optimizer and precision learns, nothing is lost on a kill,
 and a non-finite step never reaches the weights."""
 
+import contextlib
 import json
 import os
 import signal
@@ -11,9 +12,9 @@ import pytest
 import torch
 from conftest import REPO, TINY, compose_train, run_cli, set_keys, start_cli
 
-import tinygpt.train
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.errors import UserError
+from tinygpt.model import GPT
 from tinygpt.train import train
 
 
@@ -62,38 +63,49 @@ def test_metrics_carry_grad_norm_tokens_and_ema_val_loss(tmp_path):
     assert not torch.equal(ckpt["ema"]["transformer.wte.weight"], ckpt["model"]["transformer.wte.weight"])
 
 
-def test_curriculum_block_size_seen_by_the_model(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def forward_hook(hook):
+    """Run ``hook(module, inputs, output)`` after every GPT forward in the block (torch's global hook)."""
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: hook(module, inputs, output) if isinstance(module, GPT) else None
+    )
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_curriculum_block_size_seen_by_the_model(tmp_path):
     seen = []
-    real_loss = tinygpt.train.lm_loss
-    monkeypatch.setattr(
-        tinygpt.train, "lm_loss", lambda logits, y, *a: seen.append(y.shape[1]) or real_loss(logits, y, *a)
+    cfg = compose_train(
+        "max_steps=8",
+        "eval_interval=100",
+        "eval_iters=1",
+        "curriculum_start_block_size=8",
+        "curriculum_steps=6",
     )
-    train(
-        compose_train(
-            "max_steps=8",
-            "eval_interval=100",
-            "eval_iters=1",
-            "curriculum_start_block_size=8",
-            "curriculum_steps=6",
-        ),
-        tmp_path,
-    )
+    with forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].shape[1]) if module.training else None
+    ):
+        train(cfg, tmp_path)
     # target 8 + 24 * step / 6 rounded down to multiples of 8: steps 0-1 -> 8, 2-3 -> 16, 4-5 -> 24, 6+ -> 32
-    assert seen[:8] == [8, 8, 16, 16, 24, 24, 32, 32]
+    assert seen == [8, 8, 16, 16, 24, 24, 32, 32]
     assert [r["block_size"] for r in metrics(tmp_path, "block_size")] == [8, 8, 16, 16, 24, 24, 32, 32]
 
 
-def test_a_non_finite_step_never_reaches_the_weights(tmp_path, monkeypatch):
+def diverging(module, inputs, output):
+    return output * float("nan")
+
+
+def test_a_non_finite_step_never_reaches_the_weights(tmp_path):
     train(compose_train("max_steps=2"), tmp_path)
     before = load_checkpoint(tmp_path / "ckpt.pt")
-    real_loss = tinygpt.train.lm_loss
-    monkeypatch.setattr(tinygpt.train, "lm_loss", lambda *a: real_loss(*a) * float("nan"))
-    train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)
+    with forward_hook(diverging):
+        train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)
     after = load_checkpoint(tmp_path / "ckpt.pt")
     assert after["step"] == 3 and after["skipped_total"] == 1
     for name, w in before["model"].items():
         assert torch.equal(w, after["model"][name]), name
-    monkeypatch.setattr(tinygpt.train, "lm_loss", real_loss)
     train(set_keys(compose_train("max_steps=4"), resume=True), tmp_path)  # and the run carries on
     resumed = load_checkpoint(tmp_path / "ckpt.pt")
     assert resumed["skipped_in_a_row"] == 0
@@ -102,15 +114,24 @@ def test_a_non_finite_step_never_reaches_the_weights(tmp_path, monkeypatch):
     )
 
 
-def test_persistent_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_persistent_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     train(compose_train("max_steps=2"), tmp_path)
     good = (tmp_path / "ckpt.pt").read_bytes()
-    real_loss = tinygpt.train.lm_loss
-    monkeypatch.setattr(tinygpt.train, "lm_loss", lambda *a: real_loss(*a) * float("inf"))
-    with pytest.raises(UserError, match="3 non-finite losses or gradients in a row") as stop:
+    with (
+        forward_hook(diverging),
+        pytest.raises(UserError, match="3 non-finite losses or gradients in a row") as stop,
+    ):
         train(set_keys(compose_train("max_steps=10", "max_skipped_steps=3"), resume=True), tmp_path)
     assert (tmp_path / "ckpt.pt").read_bytes() == good
     assert f"the last good checkpoint is {tmp_path / 'ckpt_best.pt'} (val loss" in str(stop.value)
+
+
+def test_the_skip_limit_holds_between_log_lines(tmp_path):
+    """The loop checks for divergence only when it syncs anyway (log, eval, checkpoint); skips in a
+    row between two log lines still count."""
+    cfg = compose_train("max_steps=10", "max_skipped_steps=3", "log_interval=5", "eval_interval=100")
+    with forward_hook(diverging), pytest.raises(UserError, match="stopped at step 5: 5 non-finite"):
+        train(cfg, tmp_path)
 
 
 KILL_ARGS = [a for a in TINY if not a.startswith("log_interval")] + [

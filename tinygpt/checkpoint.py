@@ -63,36 +63,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-# What a training checkpoint must hold to be resumed, and the type of each entry.
-TRAINING_STATE = {
-    "model": dict,
-    "optimizer": dict,
-    "scaler": dict,
-    "step": int,
-    "best_val_loss": (float, int),
-    "tokens_seen": int,
-    "skipped_in_a_row": int,
-    "skipped_total": int,
-    "config": dict,
-    "rng": dict,
-}
-
-
-def check_training_state(state: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint that lacks an entry the loop resumes from, or holds one of the wrong type."""
-    for key, kind in TRAINING_STATE.items():
-        if key not in state:
-            problem = "has no"
-        elif isinstance(state[key], bool) or not isinstance(state[key], kind):
-            problem = f"has a {type(state[key]).__name__} as its"
-        else:
-            continue
-        raise UserError(
-            f"checkpoint {path} {problem} {key!r} entry, so it cannot be resumed (damaged or not written "
-            "by tinygpt.train); resume from a good copy, or start a new hydra.run.dir"
-        )
-
-
 def capture_rng() -> dict[str, Any]:
     """Every RNG the loop may touch (python, numpy, torch CPU and CUDA), in weights_only-safe types."""
     _, keys, pos, has_gauss, cached = np.random.get_state()

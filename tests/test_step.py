@@ -1,0 +1,138 @@
+"""The optimizer step on its own: accumulation, clipping, and a non-finite update that never lands,
+decided on the device."""
+
+import copy
+import sys
+
+import pytest
+import torch
+from conftest import build_model
+
+from tinygpt.optim import Lion
+from tinygpt.state import TrainState, make_ema
+from tinygpt.step import StepSettings, accumulate_gradients, train_step
+
+X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
+
+
+def new_state(optimizer=torch.optim.AdamW, ema_decay=None, seed=0):
+    torch.manual_seed(seed)
+    model = build_model()
+    ema = make_ema(model, ema_decay) if ema_decay else None
+    return TrainState(
+        model, optimizer(model.parameters(), lr=1e-2), torch.amp.GradScaler("cpu", enabled=False), ema
+    )
+
+
+def poisoned(model):
+    """The model's forward, with every logit NaN: a loss and gradients that are not finite."""
+    return lambda x: model(x) * float("nan")
+
+
+def snapshot(state):
+    weights = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+    return weights, copy.deepcopy(state.optimizer.state_dict()), copy.deepcopy(state.ema)
+
+
+def assert_same(a, b):
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.AdamW, Lion, torch.optim.SGD], ids=["adamw", "lion", "sgd"]
+)
+def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(optimizer):
+    state = new_state(optimizer, ema_decay=0.9)
+    train_step(state, state.model, X, Y, StepSettings())  # a good step first: optimizer state exists
+    weights, opt_state, ema = snapshot(state)
+    stats = train_step(state, poisoned(state.model), X, Y, StepSettings())
+    assert not stats.applied and not torch.isfinite(stats.loss)
+    assert_same(weights, snapshot(state)[0])
+    after = state.optimizer.state_dict()["state"]
+    for i, entry in opt_state["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(after[i][key])), (i, key)
+    assert_same(dict(ema.named_parameters()), dict(state.ema.named_parameters()))
+    assert state.ema.n_averaged == ema.n_averaged
+    assert (state.skipped_in_a_row.item(), state.skipped_total.item()) == (1, 1)
+
+
+def test_a_skipped_first_step_leaves_the_run_as_if_it_had_not_happened():
+    skipped, fresh = new_state(ema_decay=0.9), new_state(ema_decay=0.9)
+    train_step(skipped, poisoned(skipped.model), X, Y, StepSettings())
+    for state in (skipped, fresh):
+        stats = train_step(state, state.model, X, Y, StepSettings())
+        assert stats.applied
+    assert_same(dict(fresh.model.named_parameters()), dict(skipped.model.named_parameters()))
+    assert_same(dict(fresh.ema.named_parameters()), dict(skipped.ema.named_parameters()))
+
+
+def test_skip_counters_count_in_a_row_and_in_total():
+    state = new_state()
+    for forward in ("nan", "nan", "ok", "nan"):
+        train_step(state, poisoned(state.model) if forward == "nan" else state.model, X, Y, StepSettings())
+    assert state.skipped_in_a_row.item() == 1
+    assert state.skipped_total.item() == 3
+    assert state.worst_in_a_row.item() == 2
+
+
+def test_the_step_asks_the_host_nothing(monkeypatch):
+    """No .item() and no bool() of a tensor in TinyGPT's step code, so it can run ahead of a GPU (and
+    into a CUDA graph). torch's optimizers are trusted: they keep their step counts on the CPU."""
+    state = new_state(ema_decay=0.9)
+    train_step(state, state.model, X, Y, StepSettings())
+
+    def refusing(method):
+        def wrapper(tensor, *args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("tinygpt"):
+                raise AssertionError(f"a host sync inside the step: Tensor.{method.__name__}")
+            return method(tensor, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("item", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refusing(getattr(torch.Tensor, name)))
+    train_step(state, state.model, X, Y, StepSettings(grad_clip=1.0, grad_accum_steps=2))
+    train_step(state, poisoned(state.model), X, Y, StepSettings())
+
+
+def test_clipping_bounds_the_update_and_reports_the_norm_before_clipping():
+    state = new_state(torch.optim.SGD)
+    before = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+    stats = train_step(state, state.model, X, Y, StepSettings(grad_clip=1e-3))
+    moved = torch.sqrt(sum((p.detach() - before[n]).pow(2).sum() for n, p in state.model.named_parameters()))
+    assert stats.grad_norm > 1e-3
+    torch.testing.assert_close(moved, torch.tensor(1e-2 * 1e-3))  # lr x clipped norm
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_four_micro_batches_of_8_give_the_gradient_of_one_batch_of_32():
+    x, y = torch.randint(0, 50, (32, 16)), torch.randint(0, 50, (32, 16))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model = build_model()
+    accumulate_gradients(model, x, y, StepSettings(grad_accum_steps=1), scaler)
+    whole = _grads(model)
+    model.zero_grad()
+    accumulate_gradients(model, x, y, StepSettings(grad_accum_steps=4), scaler)
+    for name, g in _grads(model).items():
+        torch.testing.assert_close(g, whole[name], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("variant", [[], ["model=llama", "model.dropout=0.1"]])
+def test_gradient_checkpointing_gives_the_same_gradients(variant):
+    x, y = torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model = build_model(*variant)
+    torch.manual_seed(1)
+    accumulate_gradients(model, x, y, StepSettings(), scaler)
+    plain = _grads(model)
+    model.zero_grad()
+    model.grad_checkpointing = True
+    torch.manual_seed(1)  # same dropout masks: checkpoint replays the RNG state in the recompute
+    accumulate_gradients(model, x, y, StepSettings(), scaler)
+    for name, g in _grads(model).items():
+        torch.testing.assert_close(g, plain[name])
