@@ -21,12 +21,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.config import DEVICES, conf_dir
+from tinygpt.config import conf_dir
 from tinygpt.data import load_tokenizer
+from tinygpt.device import DEVICES, pick_device
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.model import GPT
 from tinygpt.sampling import check_sampling
-from tinygpt.train import pick_device
 from tinygpt.untrusted import instantiate_data
 
 log = logging.getLogger("tinygpt")

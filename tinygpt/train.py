@@ -37,6 +37,7 @@ from tinygpt.checkpoint import (
 )
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, check_fits, get_batch
+from tinygpt.device import autocast, pick_device
 from tinygpt.distributed import (
     SINGLE_PROCESS,
     World,
@@ -55,26 +56,6 @@ from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
 
 log = logging.getLogger("tinygpt")
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
-        return torch.device("cuda", world.local_rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device=mps but MPS is not available here; use device=cpu or device=auto")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
 @torch.no_grad()

@@ -1,0 +1,34 @@
+"""Where the math runs and in what precision: the ``device`` and ``precision`` values of the configs.
+
+Training and generation both pick their device here, so neither imports the other.
+"""
+
+import contextlib
+
+import torch
+
+from tinygpt.distributed import SINGLE_PROCESS, World
+from tinygpt.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> dtype
+
+
+def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
+    """The torch device for ``name`` (one of DEVICES); under DDP, CUDA ranks take their local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+        return torch.device("cuda", world.local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device=mps but MPS is not available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for a forward pass: nothing for fp32, else torch.autocast to DTYPES[precision]."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
