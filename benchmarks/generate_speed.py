@@ -1,10 +1,11 @@
-"""Generation speed: tokens/s of ``GPT.generate`` with and without the KV cache.
+"""Generation speed: tokens/s of ``tinygpt.engine.generate`` with and without the KV cache.
 
 Batch 1, a one-token prompt, random weights (speed does not depend on them), sampling at
-temperature 1. Past block_size both paths follow the same context rule (``GPT.past_block_size``),
-so they do the same work per token but for the recomputation the cache saves. Each model runs on
-one thread and on torch's default number: decoding is many small ops, and on a busy machine threads
-that wait for each other can cost more than they bring. The load average is printed alongside.
+temperature 1. Past block_size both paths follow the same context rule
+(``tinygpt.engine.past_block_size``), so they do the same work per token but for the recomputation
+the cache saves. Each model runs on one thread and on torch's default number: decoding is many small
+ops, and on a busy machine threads that wait for each other can cost more than they bring. The load
+average is printed alongside.
 
     python benchmarks/generate_speed.py                  # 500 new tokens, both models
     python benchmarks/generate_speed.py --tokens 50      # a quick look
@@ -20,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from tinygpt.config import conf_dir
+from tinygpt.engine import generate
 from tinygpt.model import GPT
 
 # name -> (overrides of the training config, vocabulary size of the char corpus it goes with)
@@ -40,10 +42,10 @@ def build(overrides: list[str], vocab_size: int) -> GPT:
 
 def tokens_per_s(model: GPT, new_tokens: int, kv_cache: bool, device: torch.device) -> float:
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
-    model.generate(prompt, 20, kv_cache=kv_cache)  # warm-up: first calls allocate and pick kernels
+    generate(model, prompt, 20, kv_cache=kv_cache)  # warm-up: first calls allocate and pick kernels
     synchronize(device)
     start = time.perf_counter()
-    model.generate(prompt, new_tokens, kv_cache=kv_cache, generator=torch.Generator(device).manual_seed(0))
+    generate(model, prompt, new_tokens, kv_cache=kv_cache, generator=torch.Generator(device).manual_seed(0))
     synchronize(device)
     return new_tokens / (time.perf_counter() - start)
 

@@ -17,9 +17,9 @@ from hydra import compose, initialize_config_dir
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.config import conf_dir
 from tinygpt.data import CharTokenizer
+from tinygpt.engine import KVCache, generate, generate_text, new_cache, past_block_size, slide_keep
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.generate import cli, generate_text, load, write_samples
-from tinygpt.model.gpt import KVCache
+from tinygpt.generate import cli, load, write_samples
 from tinygpt.train import sample_text, train
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
@@ -55,11 +55,11 @@ def reference_greedy(model, prompt: torch.Tensor, steps: int) -> torch.Tensor:
     context rule: "ring" sees the whole text (the window mask does the rest); "slide" restarts from
     the newest ``slide_keep`` tokens whenever the context would exceed block_size."""
     tokens, start = prompt, 0
-    if model.past_block_size == "ring":
+    if past_block_size(model) == "ring":
         model.transformer.wpe.extend(prompt.size(1) + steps)
     for _ in range(steps):
-        if model.past_block_size == "slide" and tokens.size(1) - start > model.block_size:
-            start = tokens.size(1) - model.slide_keep
+        if past_block_size(model) == "slide" and tokens.size(1) - start > model.block_size:
+            start = tokens.size(1) - slide_keep(model)
         with torch.no_grad():
             nxt = model(tokens[:, start:])[:, -1].argmax(dim=-1, keepdim=True)
         tokens = torch.cat([tokens, nxt], dim=1)
@@ -72,22 +72,22 @@ def test_greedy_with_kv_cache_equals_full_recompute_past_block_size(variant, pro
     prompt = torch.randint(0, 50, (2, prompt_len))
     steps = 40
     expected = reference_greedy(model, prompt, steps)
-    cached = model.generate(prompt, steps, temperature=0, kv_cache=True)
-    recomputed = model.generate(prompt, steps, temperature=0, kv_cache=False)
+    cached = generate(model, prompt, steps, temperature=0, kv_cache=True)
+    recomputed = generate(model, prompt, steps, temperature=0, kv_cache=False)
     assert torch.equal(cached, expected), variant
     assert torch.equal(recomputed, expected), variant
     assert len(set(expected[0, prompt_len:].tolist())) > 5  # a varied text, not one repeated token
 
 
 def test_each_model_says_how_it_goes_past_block_size():
-    rules = {variant: sharp_model(*VARIANTS[variant]).past_block_size for variant in VARIANTS}
+    rules = {variant: past_block_size(sharp_model(*VARIANTS[variant])) for variant in VARIANTS}
     assert {v for v, rule in rules.items() if rule == "ring"} == {"sliding window, rope"}
 
 
 def test_cache_is_allocated_once_and_holds_only_the_kv_heads():
     model = sharp_model("model=llama", "model.n_kv_head=2", "model.sliding_window=5")  # head_dim 32/4
     model.transformer.wpe.extend(37)  # RoPE tables past block_size, as stream() does
-    cache = model.new_cache()
+    cache = new_cache(model)
     prompt = torch.randint(0, 50, (3, 7))
     with torch.no_grad():
         model(prompt, cache)
@@ -117,15 +117,15 @@ class EndOfText(CharTokenizer):
 def test_rows_end_at_eot_and_pad_with_it_while_the_others_go_on():
     model = sharp_model()
     prompt = torch.stack([torch.arange(5), torch.arange(5, 10)])  # two different prompts
-    free = model.generate(prompt, 12, temperature=0)
+    free = generate(model, prompt, 12, temperature=0)
     eot = free[0, 8].item()  # a token row 0 emits at step 3
     assert eot not in free[0, 5:8].tolist() and eot not in free[1, 5:].tolist()
-    ended = model.generate(prompt, 12, temperature=0, eot_id=eot)
+    ended = generate(model, prompt, 12, temperature=0, eot_id=eot)
     assert ended[0, 8:].tolist() == [eot] * 9  # padded once it ended
     assert torch.equal(ended[1], free[1])  # the other row is untouched, and decides the length
 
     both = torch.stack([prompt[0], prompt[0]])
-    assert model.generate(both, 12, temperature=0, eot_id=eot).size(1) == 5 + 4  # all ended: stop
+    assert generate(model, both, 12, temperature=0, eot_id=eot).size(1) == 5 + 4  # all ended: stop
 
 
 # ---- the library and the CLI on a real (tiny) training run ----
@@ -175,7 +175,7 @@ def test_eot_and_stop_end_a_sample_without_appearing_in_it(run_dir):
     )
 
     start = eot_tok.eot_id  # an empty prompt starts from <|endoftext|>
-    ids = model.generate(torch.tensor([[start]]), 8, temperature=0)[0, 1:].tolist()
+    ids = generate(model, torch.tensor([[start]]), 8, temperature=0)[0, 1:].tolist()
     ids = ids[: ids.index(start)] if start in ids else ids
     assert generate_text(model, eot_tok, "", max_new_tokens=8, temperature=0)[0] == eot_tok.decode(ids)
 
@@ -215,14 +215,15 @@ def test_a_prompt_longer_than_the_context_keeps_its_newest_tokens(run_dir, caplo
     def sample(text: str, **kw) -> str:
         return generate_text(model, tok, text, max_new_tokens=20, seed=3, **kw)[0]
 
+    keep = slide_keep(model)
     with caplog.at_level(logging.INFO, logger="tinygpt"):
         cached = sample(prompt)
     assert [r.getMessage() for r in caplog.records] == [
-        f"the prompt is 100 tokens, more than block_size=32: the model sees its newest {model.slide_keep}"
+        f"the prompt is 100 tokens, more than block_size=32: the model sees its newest {keep}"
     ]
     assert cached.startswith(prompt) and len(cached) == 120
     assert sample(prompt, kv_cache=False) == cached
-    assert cached.removeprefix(prompt) == sample(prompt[-model.slide_keep :])[model.slide_keep :]
+    assert cached.removeprefix(prompt) == sample(prompt[-keep:])[keep:]
 
 
 def test_cli_prints_the_sample_and_nothing_else_and_writes_no_files(run_dir, tmp_path):

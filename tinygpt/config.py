@@ -4,6 +4,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from tinygpt.device import DEVICES
 from tinygpt.errors import UserError
 
 
@@ -18,7 +19,6 @@ def conf_dir() -> str:
     )
 
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 

@@ -1,4 +1,7 @@
-"""Where a run computes: the device, and autocast for its precision."""
+"""Where the math runs and in what precision: the ``device`` and ``precision`` values of the configs.
+
+Training and generation both pick their device here, so neither imports the other.
+"""
 
 import contextlib
 
@@ -12,6 +15,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16} 
 
 
 def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
+    """The torch device for ``name`` (one of DEVICES); under DDP, CUDA ranks take their local GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -24,6 +28,7 @@ def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for a forward pass: nothing for fp32, else torch.autocast to DTYPES[precision]."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])

@@ -1,7 +1,13 @@
 """Sampling from a trained run: ``python -m tinygpt.generate run=DIR prompt="..."``, or from Python:
 
+    import tinygpt
+    from tinygpt.engine import generate_text
+
     model, tokenizer = tinygpt.load("out/my_model")
     print(generate_text(model, tokenizer, "ROMEO:", temperature=0.8, top_p=0.9)[0])
+
+This module loads a run (``load``) and is the command line around ``tinygpt.engine``, which does the
+sampling.
 
 The run directory is untrusted input: weights load with ``weights_only=True``, must be finite, and the
 model config is data (``tinygpt.untrusted``: no interpolation, only classes inside ``tinygpt.model``
@@ -21,12 +27,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.config import DEVICES, conf_dir
+from tinygpt.config import conf_dir
 from tinygpt.data import load_tokenizer
+from tinygpt.device import DEVICES, pick_device
+from tinygpt.engine import past_block_size, slide_keep, stream_text
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.model import GPT
 from tinygpt.sampling import check_sampling
-from tinygpt.train import pick_device
 from tinygpt.untrusted import instantiate_data
 
 log = logging.getLogger("tinygpt")
@@ -98,86 +105,6 @@ def check_finite(model: GPT, weights: str) -> None:
             )
 
 
-def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    """Prompt ids; an empty prompt starts from <|endoftext|> where the tokenizer has one."""
-    if not prompt:
-        eot_id = getattr(tokenizer, "eot_id", None)
-        if eot_id is None:
-            raise UserError(
-                "the prompt is empty and this tokenizer has no <|endoftext|> to start from; give some text"
-            )
-        return [eot_id]
-    try:
-        return [int(i) for i in tokenizer.encode(prompt)]
-    except UserError as exc:
-        raise UserError(f"cannot encode the prompt: {exc}") from exc
-
-
-def stream_text(
-    model: GPT,
-    tokenizer: Any,
-    prompt: str,
-    max_new_tokens: int = 200,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    repetition_penalty: float = 1.0,
-    num_samples: int = 1,
-    seed: int | None = None,
-    stop: str | None = None,
-    kv_cache: bool = True,
-) -> Iterator[list[str]]:
-    """Yield the texts (prompt + continuation) of all ``num_samples`` samples after every new token.
-
-    The samples are one batch. Each ends at <|endoftext|> (if the tokenizer has one; not included)
-    or just before ``stop``; the stream ends when all have ended, or after ``max_new_tokens``.
-    The last texts yielded are the final ones. ``seed`` makes the samples reproducible.
-    """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if seed is not None and not isinstance(seed, int):
-        raise UserError(f"seed must be an integer or null, got {seed!r}")
-    eot_id = getattr(tokenizer, "eot_id", None)
-    device = model.lm_head.weight.device
-    idx = torch.tensor([encode_prompt(tokenizer, prompt)], device=device).repeat(num_samples, 1)  # (B, T)
-    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-    tokens = model.stream(
-        idx,
-        max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        eot_id=eot_id,
-        kv_cache=kv_cache,
-        generator=generator,
-    )
-    new_ids: list[list[int]] = [[] for _ in range(num_samples)]
-    texts, ended = [prompt] * num_samples, [False] * num_samples
-    for nxt in tokens:
-        for i, token in enumerate(nxt.tolist()):
-            if ended[i] or token == eot_id:
-                ended[i] = True
-                continue
-            new_ids[i].append(token)
-            # decode all new ids, not token by token: a byte-level token can end inside a character
-            continuation = tokenizer.decode(new_ids[i])
-            if stop and stop in continuation:
-                continuation, ended[i] = continuation[: continuation.index(stop)], True
-            texts[i] = prompt + continuation
-        yield list(texts)
-        if all(ended):
-            return
-
-
-def generate_text(model: GPT, tokenizer: Any, prompt: str, **controls: Any) -> list[str]:
-    """The final texts of ``stream_text`` (same keywords): prompt + continuation, one per sample."""
-    texts = [prompt]
-    for latest in stream_text(model, tokenizer, prompt, **controls):
-        texts = latest
-    return texts
-
-
 def write_samples(stream: Iterator[list[str]], out: TextIO, live: bool, hold: int = 0) -> None:
     """Print the final samples, each ended by a newline and separated by a ``---`` line.
 
@@ -200,15 +127,15 @@ def write_samples(stream: Iterator[list[str]], out: TextIO, live: bool, hold: in
 
 
 def describe_context(model: GPT) -> str:
-    """One line on how this model goes on past block_size (see ``GPT.past_block_size``)."""
-    if model.past_block_size == "ring":
+    """One line on how this model goes on past block_size (see ``tinygpt.engine.past_block_size``)."""
+    if past_block_size(model) == "ring":
         return (
             f"context: the last sliding_window={model.sliding_window} tokens at any length "
             f"(ring-buffer KV cache; block_size={model.block_size} is no limit)"
         )
     return (
         f"context: at most block_size={model.block_size} tokens; past that it restarts from the "
-        f"newest {model.slide_keep} (KV cache recomputed over them)"
+        f"newest {slide_keep(model)} (KV cache recomputed over them)"
     )
 
 

@@ -40,6 +40,7 @@ from tinygpt.distributed import (
     init_world,
     sum_over_ranks,
 )
+from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.jsonconfig import with_json_config
 from tinygpt.loggers import NullLogger
@@ -359,8 +360,6 @@ def log_sample(job: Job) -> None:
 @torch.no_grad()
 def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int) -> str:
     """A sample drawn exactly as ``python -m tinygpt.generate`` draws one (KV cache, stop at EOT)."""
-    from tinygpt.generate import generate_text  # here, not at the top: tinygpt.generate imports this module
-
     was_training = model.training
     model.eval()
     tok = data.tokenizer

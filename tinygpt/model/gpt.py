@@ -5,14 +5,14 @@ RoPE, SwiGLU, no biases): norm, positions and MLP are passed in as factories bui
 ``conf/model/{norm,pos,mlp}``. Parameter names follow GPT-2 (``transformer.wte``, ``h.N.attn.c_attn``,
 ``ln_f``, ``lm_head``) so foreign checkpoints map on by name.
 
-Generation (``GPT.stream``, ``GPT.generate``) runs the same forward with an optional ``KVCache`` per
-layer, so each new token costs one position instead of the whole context.
+The forward takes an optional KV cache per layer (the model's math only needs ``LayerCache``), so each
+new token costs one position instead of the whole context; the cache, the context rule past block_size
+and the decode loop live in ``tinygpt.engine``.
 """
 
-import logging
 import math
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,56 +20,23 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
-from tinygpt.sampling import check_sampling, sample_next
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
 MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
 
-log = logging.getLogger("tinygpt")
 
+class LayerCache(Protocol):
+    """What attention needs of one layer's KV cache during generation (``tinygpt.engine.KVCache``)."""
 
-class KVCache:
-    """One attention layer's keys and values during generation, allocated once at full size.
-
-    Buffers are (B, n_kv_head, capacity, head_dim): grouped-query models cache only their n_kv_head
-    heads. The token at position p lives in slot p % capacity, so once full, the cache is a ring
-    buffer of the newest ``capacity`` tokens (a sliding window never needs more). Keys are stored
-    after QK-norm and RoPE, at their own positions, so they never need recomputing.
-    """
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.length = 0  # tokens written so far = the position of the next token
-        self.k: torch.Tensor | None = None  # allocated by the first update, in the model's dtype
-        self.v: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self.length = 0  # the buffers stay; slots are overwritten before they are read again
+    length: int  # tokens cached so far = the position of the next token
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they attend to.
+        """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
 
-        Several tokens at once (a prompt) must start an empty cache: they attend among themselves,
-        under the model's usual causal or window mask. A single token attends to every cached key:
-        the cache holds only keys inside its window.
+        A chunk of T > 1 tokens starts an empty cache and gets its own k, v back (the usual mask
+        applies). A single token gets every cached key: the cache holds only keys inside its window.
         """
-        B, n_kv, T, hd = k.shape
-        if T > 1 and self.length > 0:
-            raise ValueError("a chunk of several tokens can only start an empty KVCache; reset() it first")
-        if self.k is None:
-            self.k = k.new_empty(B, n_kv, self.capacity, hd)
-            self.v = v.new_empty(B, n_kv, self.capacity, hd)
-        keep = min(T, self.capacity)  # a prompt longer than the ring keeps only its newest tokens
-        slots = torch.arange(self.length + T - keep, self.length + T, device=k.device) % self.capacity
-        self.k.index_copy_(2, slots, k[:, :, T - keep :])
-        self.v.index_copy_(2, slots, v[:, :, T - keep :])
-        self.length += T
-        if T > 1:
-            return k, v
-        filled = min(self.length, self.capacity)
-        # (B, nkv, filled, hd) in slot order: attention ignores key order, positions are in the keys
-        return self.k[:, :, :filled], self.v[:, :, :filled]
 
 
 class CausalSelfAttention(nn.Module):
@@ -98,7 +65,7 @@ class CausalSelfAttention(nn.Module):
         self.sliding_window = sliding_window
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: KVCache | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: LayerCache | None = None
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(
@@ -152,7 +119,7 @@ class Block(nn.Module):
         self.parallel = parallel
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: KVCache | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: LayerCache | None = None
     ) -> torch.Tensor:
         if self.parallel:
             return x + self.attn(self.ln_1(x), pos, rotate, cache) + self.mlp(self.ln_2(x))
@@ -223,12 +190,12 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
         """idx: (B, T) token ids -> logits (B, T, vocab_size).
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        KVCache per layer, from ``new_cache``), idx holds only the tokens after the cached ones, and
-        their positions continue from there.
+        cache per layer, from ``tinygpt.engine.new_cache``), idx holds only the tokens after the
+        cached ones, and their positions continue from there.
         """
         T = idx.size(1)
         start = 0 if cache is None else cache[0].length
@@ -251,109 +218,6 @@ class GPT(nn.Module):
             if self.lm_head.weight is not self.transformer.wte.weight:
                 n -= self.lm_head.weight.numel()
         return n
-
-    @property
-    def past_block_size(self) -> str:
-        """How generation goes on once the text is longer than block_size: ``"ring"`` or ``"slide"``.
-
-        ``"ring"`` (sliding window with RoPE): the model was built to see only the last
-        ``sliding_window`` tokens, at any position, so it simply keeps going; its KV cache is a ring
-        buffer of that many entries. ``"slide"`` (full attention, or learned positions, which end at
-        block_size): the context never exceeds block_size tokens; when it would, it restarts from its
-        newest ``slide_keep`` tokens and the cache is recomputed over them.
-        """
-        if self.sliding_window is not None and self.transformer.wpe.max_positions is None:
-            return "ring"
-        return "slide"
-
-    @property
-    def slide_keep(self) -> int:
-        """Tokens a "slide" context keeps when it overflows: the newest three quarters of block_size.
-
-        Keeping fewer recomputes the cache less often; keeping more gives each token more context.
-        """
-        return self.block_size - self.block_size // 4
-
-    def new_cache(self) -> list[KVCache]:
-        """One empty KVCache per layer, as large as this model's context rule needs."""
-        if self.past_block_size == "ring":
-            capacity = self.sliding_window
-        else:
-            capacity = min(self.sliding_window or self.block_size, self.block_size)
-        return [KVCache(capacity) for _ in range(self.n_layer)]
-
-    @torch.no_grad()
-    def stream(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        eot_id: int | None = None,
-        kv_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Iterator[torch.Tensor]:
-        """Sample up to ``max_new_tokens`` tokens after the prompts idx (B, T); yield each step's (B,) ids.
-
-        Sampling controls are those of ``tinygpt.sampling.sample_next``. A row that emits ``eot_id``
-        is finished: it yields ``eot_id`` from then on, and the stream ends once every row has.
-        ``kv_cache=False`` recomputes the whole context at every step, under the same context rule
-        (``past_block_size``), so it gives the same tokens, only slower. A prompt is context like any
-        other: a "slide" model given one longer than block_size sees only its newest ``slide_keep``.
-        """
-        check_sampling(temperature, top_k, top_p, repetition_penalty)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise UserError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        B, prompt_len = idx.shape
-        ring = self.past_block_size == "ring"
-        if ring:
-            self.transformer.wpe.extend(prompt_len + max_new_tokens)
-        elif prompt_len > self.block_size:
-            log.warning(
-                "the prompt is %d tokens, more than block_size=%d: the model sees its newest %d",
-                prompt_len,
-                self.block_size,
-                self.slide_keep,
-            )
-        tokens = torch.empty(B, prompt_len + max_new_tokens, dtype=torch.long, device=idx.device)
-        tokens[:, :prompt_len] = idx
-        rows = torch.arange(B, device=idx.device)
-        seen = torch.zeros(B, self.lm_head.out_features, dtype=torch.bool, device=idx.device)
-        seen[rows[:, None], idx] = True  # (B, V): what the repetition penalty applies to
-        finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        cache = self.new_cache() if kv_cache else None
-        start = 0  # the context is tokens[:, start:n]
-        for n in range(prompt_len, prompt_len + max_new_tokens):
-            if not ring and n - start > self.block_size:
-                start = n - self.slide_keep
-                for layer_cache in cache or []:
-                    layer_cache.reset()
-            if cache is None:
-                logits = self(tokens[:, start:n])
-            else:
-                logits = self(tokens[:, start + cache[0].length : n], cache)  # only the uncached tokens
-            logits = logits[:, -1]  # (B, V)
-            if not bool(torch.isfinite(logits).all()):
-                raise UserError(
-                    "the model's logits are inf or nan: its weights are too large (training diverged, "
-                    "e.g. optim.lr too high); sample from ckpt=best or an earlier run's checkpoint"
-                )
-            nxt = sample_next(logits, seen, temperature, top_k, top_p, repetition_penalty, generator)  # (B,)
-            if eot_id is not None:
-                nxt = nxt.masked_fill(finished, eot_id)
-                finished |= nxt == eot_id
-            tokens[:, n] = nxt
-            seen[rows, nxt] = True
-            yield nxt
-            if eot_id is not None and bool(finished.all()):
-                return
-
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling: Any) -> torch.Tensor:
-        """idx (B, T) -> (B, T + new) with the sampled tokens appended; keywords are those of ``stream``."""
-        new = [nxt[:, None] for nxt in self.stream(idx, max_new_tokens, **sampling)]
-        return torch.cat([idx, *new], dim=1)
 
 
 def check_shape(

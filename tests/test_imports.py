@@ -1,0 +1,70 @@
+"""Module boundaries: no import cycle inside tinygpt, the model knows nothing of sampling, and loading a
+run to sample from it does not pull in the training loop."""
+
+import ast
+import os
+import subprocess
+import sys
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE = REPO / "tinygpt"
+
+
+def module_name(path: Path) -> str:
+    """tinygpt/model/gpt.py -> tinygpt.model.gpt; tinygpt/model/__init__.py -> tinygpt.model."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(tree: ast.AST, known: set[str]) -> set[str]:
+    """The tinygpt modules a file imports anywhere: at the top, in functions, under TYPE_CHECKING."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # submodules by name
+    return found & known
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the tinygpt modules it imports. Importing tinygpt.a.b also runs tinygpt/a/__init__.py,
+    unless the importer is inside tinygpt.a (then that package is already being imported)."""
+    files = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        targets = imported_modules(ast.parse(path.read_text(encoding="utf-8")), set(files))
+        for target in list(targets):
+            package = target.rpartition(".")[0]
+            while package != "tinygpt" and not (name == package or name.startswith(package + ".")):
+                targets.add(package)
+                package = package.rpartition(".")[0]
+        graph[name] = targets - {name}
+    return graph
+
+
+def test_tinygpt_modules_import_each_other_without_a_cycle():
+    graph = import_graph()
+    assert {"tinygpt.train", "tinygpt.engine", "tinygpt.model.gpt"} <= set(graph)  # the walk found them
+    assert "tinygpt.engine" in graph["tinygpt.train"]  # and their imports
+    order = TopologicalSorter(graph)
+    order.prepare()  # raises graphlib.CycleError naming the modules of a cycle
+
+
+def test_the_model_and_load_import_only_what_they_need():
+    check = (
+        "import sys, tinygpt.model\n"
+        "print(sorted({'tinygpt.sampling', 'tinygpt.engine'} & set(sys.modules)))\n"
+        "import tinygpt; tinygpt.load\n"
+        "print('tinygpt.generate' in sys.modules, 'tinygpt.train' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "True False"]  # no sampler in the model; no trainer in load
