@@ -5,9 +5,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from tinygpt.checkpoint import load_checkpoint
+from tinygpt.config import resolved
 from tinygpt.errors import UserError
 from tinygpt.state import check_checkpoint
 
@@ -28,7 +29,7 @@ SAME_ON_RESUME = ("model.", "optim._target_", "precision")
 
 def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) -> None:
     """Refuse a resume that would change SAME_ON_RESUME, naming each key with its old and new value."""
-    old, new = flat_items(saved), flat_items(OmegaConf.to_container(cfg, resolve=True))
+    old, new = flat_items(saved), flat_items(resolved(cfg))
     unset = "(unset)"
     changed = [
         f"{key} {old.get(key, unset)} -> {new.get(key, unset)}"

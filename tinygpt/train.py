@@ -25,11 +25,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from tinygpt.checkpoint import remove_partial_checkpoints, save_checkpoint
-from tinygpt.config import check_train_config, conf_dir
+from tinygpt.config import check_train_config, conf_dir, resolved
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, get_batch
 from tinygpt.device import autocast, pick_device
 from tinygpt.distributed import (
@@ -215,7 +215,7 @@ def build_job(
         no_sync=ddp.no_sync if ddp else contextlib.nullcontext,
         lr_factor=lr_factor,
         settings=StepSettings(**{f.name: cfg[f.name] for f in fields(StepSettings)}),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=resolved(cfg),
         skipped_logged=state.counters()["skipped_total"],
     )
     if world.is_main:
