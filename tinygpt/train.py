@@ -266,9 +266,7 @@ def run_training(cfg: DictConfig, run_dir: Path, world: World, device: torch.dev
     check_fits(data, cfg.model.block_size)
     model = instantiate(cfg.model)(vocab_size=data.tokenizer.vocab_size).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
-    optimizer = build_optimizer(
-        model, instantiate(cfg.optim), cfg.optim.weight_decay, cfg.optim.decay_embeddings
-    )
+    optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
