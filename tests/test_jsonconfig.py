@@ -190,8 +190,8 @@ ERRORS = {
     "unknown nested key": ({"model": {"n_layer": 2, "depth": 3}}, "unknown key 'model.depth'"),
     "bad group option": ({"norm": "batchnorm"}, "norm='batchnorm' is not an option of model/norm"),
     "bad nested target": (
-        {"optim": {"_target_": "torch.optim.SGD", "lr": 0.1}},
-        "optim._target_ torch.optim.SGD matches no option of optim",
+        {"optim": {"_target_": "torch.optim.Adagrad", "lr": 0.1}},
+        "optim._target_ torch.optim.Adagrad matches no option of optim",
     ),
     "not an object": ([1, 2], "must hold a JSON object"),
     "bpe key with the char tokenizer": ({"bpe_vocab_size": 512}, "it sets data.tokenizer.vocab_size"),

@@ -23,7 +23,7 @@ def metrics(run_dir, key):
     return [r for r in records if key in r]
 
 
-LEARNING_RATES = {"adamw": 3e-3, "adamw8bit": 3e-3, "lion": 1e-3, "muon": 3e-3}
+LEARNING_RATES = {"adamw": 3e-3, "adamw8bit": 3e-3, "lion": 1e-3, "muon": 3e-3, "sgd": 0.3}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

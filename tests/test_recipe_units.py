@@ -1,4 +1,5 @@
-"""The recipe's parts against their formulas: optimizers, schedules, loss terms, EMA, curriculum."""
+"""The recipe's parts against their formulas: schedules, loss terms, EMA, curriculum (optimizers:
+test_optim.py)."""
 
 import math
 
@@ -7,65 +8,8 @@ import torch
 from conftest import build_model
 
 from tinygpt.loss import lm_loss
-from tinygpt.optim import Lion, MuonWithAdamW, adamw8bit, muon, param_groups
 from tinygpt.schedule import constant, cosine, curriculum_block_size, wsd
 from tinygpt.state import make_ema
-
-
-def test_lion_update_follows_the_published_rule():
-    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5, 3.0]))
-    m0 = torch.tensor([0.2, 0.1, -0.3, 0.0])
-    g = torch.tensor([-1.0, 0.5, 0.1, 2.0])
-    lr, wd, b1, b2 = 0.1, 0.5, 0.9, 0.99
-    opt = Lion([p], lr=lr, betas=(b1, b2), weight_decay=wd)
-    opt.state[p]["exp_avg"] = m0.clone()
-    p.grad = g.clone()
-    before = p.detach().clone()
-    opt.step()
-    # c = b1*m + (1-b1)*g = [0.08, 0.14, -0.26, 0.2] -> sign [1, 1, -1, 1]
-    expected = before - lr * (torch.tensor([1.0, 1.0, -1.0, 1.0]) + wd * before)
-    torch.testing.assert_close(p.detach(), expected)
-    torch.testing.assert_close(opt.state[p]["exp_avg"], b2 * m0 + (1 - b2) * g)
-
-
-def test_weight_decay_groups_spare_norms_biases_and_embeddings():
-    model = build_model()
-    groups = {g["name"]: g for g in param_groups(model, 0.1)}
-    no_decay = {id(p) for p in groups["no_decay"]["params"]}
-    assert id(model.transformer.wte.weight) in no_decay  # tied with lm_head
-    assert id(model.transformer.h[0].ln_1.weight) in no_decay
-    assert id(model.transformer.h[0].attn.c_attn.bias) in no_decay
-    assert id(model.transformer.h[0].attn.c_attn.weight) in {id(p) for p in groups["hidden"]["params"]}
-    assert groups["hidden"]["weight_decay"] == 0.1 and groups["no_decay"]["weight_decay"] == 0.0
-    with_emb = {g["name"]: g for g in param_groups(model, 0.1, decay_embeddings=True)}
-    assert id(model.transformer.wte.weight) in {id(p) for p in with_emb["head"]["params"]}
-
-
-def test_adamw8bit_keeps_its_state_in_uint8():
-    model = build_model("model.n_embd=64")  # matrices of >= 4096 elements get 8-bit state
-    opt = adamw8bit(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
-    model(torch.randint(0, 50, (2, 8))).sum().backward()
-    opt.step()
-    state = opt.state[model.transformer.h[0].mlp.c_fc.weight]
-    assert state["state1"].dtype == torch.uint8 and state["state2"].dtype == torch.uint8
-
-
-def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
-    model = build_model("model.tie_weights=false")
-    opt = muon(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
-    assert isinstance(opt, MuonWithAdamW)
-    muon_ids = {id(p) for g in opt.muon.param_groups for p in g["params"]}
-    assert id(model.transformer.h[0].attn.c_attn.weight) in muon_ids
-    assert id(model.lm_head.weight) not in muon_ids and id(model.transformer.wte.weight) not in muon_ids
-    model(torch.randint(0, 50, (2, 8))).sum().backward()
-    before = model.transformer.h[0].attn.c_attn.weight.detach().clone()
-    opt.step()
-    assert not torch.equal(before, model.transformer.h[0].attn.c_attn.weight)
-    clone = muon(
-        param_groups(build_model("model.tie_weights=false"), 0.1), lr=1e-3, betas=(0.9, 0.95), eps=1e-8
-    )
-    clone.load_state_dict(opt.state_dict())
-    assert clone.state_dict()["muon"]["state"].keys() == opt.state_dict()["muon"]["state"].keys()
 
 
 def test_cosine_at_its_phase_boundaries():

@@ -118,7 +118,7 @@ def edit_checkpoint(path, change):
 
 # A resume that cannot work: (what the command adds, how the checkpoint was damaged, the message).
 BAD_RESUMES = {
-    "another optimizer": (["optim=lion"], None, "optim._target_ tinygpt.optim.adamw -> tinygpt.optim.lion"),
+    "another optimizer": (["optim=lion"], None, "optim._target_ tinygpt.optim.adamw -> tinygpt.optim.Lion"),
     "another precision": (["precision=fp16"], None, "precision fp32 -> fp16"),
     "weights of another shape": (
         [],

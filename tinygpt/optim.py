@@ -1,16 +1,26 @@
-"""Optimizers: parameter groups with weight decay only where it belongs, and the builders that
-``conf/optim/*.yaml`` point at (each called by the loop with the parameter groups)."""
+"""Optimizers and their parameter groups.
+
+A ``conf/optim/*.yaml`` names the optimizer itself (``_target_``, with ``_partial_: true``) and holds its
+constructor arguments, plus the grouping policy in ``GROUPING_KEYS``, which ``build_optimizer`` reads to
+make the parameter groups and keeps out of the constructor. ``weight_decay`` is both: a constructor
+argument, and the decay of the groups that take one (each group's own value wins over the constructor's).
+"""
 
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from tinygpt.errors import UserError
 
 ParamGroups = list[dict[str, Any]]
+
+# Keys of conf/optim/*.yaml that shape the parameter groups and are no argument of the optimizer.
+GROUPING_KEYS = ("decay_embeddings",)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool = False) -> ParamGroups:
@@ -40,17 +50,18 @@ def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool =
     ]
 
 
-def build_optimizer(
-    model: nn.Module,
-    factory: Callable[..., torch.optim.Optimizer],
-    weight_decay: float,
-    decay_embeddings: bool,
-) -> torch.optim.Optimizer:
-    """``factory`` is the partial Hydra builds from ``conf/optim/*.yaml``; it still needs the params."""
-    return factory(param_groups(model, weight_decay, decay_embeddings))
+def build_optimizer(model: nn.Module, optim_cfg: DictConfig) -> torch.optim.Optimizer:
+    """The optimizer ``optim_cfg`` (the ``optim`` node of the config) names, over ``model``'s groups."""
+    groups = param_groups(model, optim_cfg.weight_decay, optim_cfg.decay_embeddings)
+    arguments = OmegaConf.to_container(optim_cfg, resolve=True)
+    for key in GROUPING_KEYS:
+        del arguments[key]
+    # "all": plain lists, as a ListConfig in the optimizer's state would not load with weights_only=True.
+    return instantiate(arguments, _convert_="all")(groups)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate (the schedule's value for this step)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
 
@@ -61,38 +72,45 @@ def _on_cuda(groups: ParamGroups) -> bool:
 
 def adamw(
     params: ParamGroups,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    **_: Any,  # weight_decay: already set per parameter group
-) -> torch.optim.Optimizer:
-    """torch's AdamW; the fused kernel where every parameter is on a CUDA device, else foreach."""
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+) -> torch.optim.AdamW:
+    """torch's AdamW with the fused kernel where every parameter is on a CUDA device, else foreach
+    (left to itself, torch picks foreach on CUDA and the per-tensor loop on CPU)."""
     fused = _on_cuda(params)
     return torch.optim.AdamW(
-        params, lr=lr, betas=tuple(betas), eps=eps, fused=fused, foreach=None if fused else True
+        params,
+        lr=lr,
+        betas=tuple(betas),
+        eps=eps,
+        weight_decay=weight_decay,
+        fused=fused,
+        foreach=None if fused else True,
     )
 
 
 def adamw8bit(
     params: ParamGroups,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    **_: Any,  # weight_decay: already set per parameter group
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
 ) -> torch.optim.Optimizer:
-    """bitsandbytes' 8-bit AdamW: optimizer state as uint8 blocks (tensors under 4096 elements stay fp32)."""
+    """bitsandbytes' 8-bit AdamW: optimizer state as uint8 blocks (tensors under 4096 elements stay fp32).
+    bitsandbytes is imported here, only when chosen: it costs ~1.7 s, and it is an optional extra."""
     bnb_log = logging.getLogger("bitsandbytes")
     level = bnb_log.level
-    bnb_log.setLevel(
-        logging.ERROR
-    )  # its CPU backend warns about an optional 4-bit kernel AdamW8bit never uses
+    # Its CPU backend warns about an optional 4-bit kernel that AdamW8bit never uses.
+    bnb_log.setLevel(logging.ERROR)
     try:
-        import bitsandbytes as bnb  # imported only when chosen: it costs ~1.7 s
+        import bitsandbytes as bnb
     except ImportError as exc:
         raise UserError("optim=adamw8bit needs bitsandbytes: pip install 'tinygpt[bnb]'") from exc
     finally:
         bnb_log.setLevel(level)
-    return bnb.optim.AdamW8bit(params, lr=lr, betas=tuple(betas), eps=eps)
+    return bnb.optim.AdamW8bit(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
 
 class Lion(torch.optim.Optimizer):
@@ -138,69 +156,58 @@ class Lion(torch.optim.Optimizer):
         return loss
 
 
-def lion(
-    params: ParamGroups,
-    lr: float,
-    betas: tuple[float, float],
-    **_: Any,  # weight_decay: already set per parameter group
-) -> torch.optim.Optimizer:
-    return Lion(params, lr=lr, betas=betas)
-
-
-class MuonWithAdamW:
-    """One optimizer as far as the loop can tell: torch's Muon on the hidden 2-D weight matrices, AdamW
-    on the rest (embeddings, lm_head, norms, biases).
+class MuonWithAdamW(torch.optim.Optimizer):
+    """torch's Muon on the ``hidden`` group (the 2-D weight matrices inside the blocks), torch's AdamW on
+    the other groups (embeddings, lm_head, norms, biases), as one optimizer: ``param_groups`` and
+    ``state`` hold both halves, so the schedule, grad clipping, GradScaler and checkpoints see one.
 
     Muon runs with ``adjust_lr_fn="match_rms_adamw"``, which scales its orthogonalized update to AdamW's
-    typical RMS, so one ``lr`` and one schedule drive both halves.
+    typical RMS, so one ``lr`` and one schedule drive both halves. ``eps`` and ``betas`` are AdamW's;
+    Muon keeps its own eps for the Newton-Schulz normalization.
     """
 
     def __init__(
         self,
         params: ParamGroups,
-        lr: float,
-        betas: tuple[float, float],
-        eps: float,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
         momentum: float = 0.95,
         ns_steps: int = 5,
     ):
-        groups = list(params)
-        hidden = [g for g in groups if g["name"] == "hidden"]
-        rest = [g for g in groups if g["name"] != "hidden"]
-        self.muon = torch.optim.Muon(
-            hidden, lr=lr, momentum=momentum, ns_steps=ns_steps, adjust_lr_fn="match_rms_adamw"
+        if not hasattr(torch.optim, "Muon"):
+            raise UserError(
+                f"optim=muon needs torch.optim.Muon (torch >= 2.9); this is torch {torch.__version__}"
+            )
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+        hidden, rest = self._halves()
+        # Each half fills its defaults into the very group dicts of self.param_groups.
+        self._muon = torch.optim.Muon(
+            hidden,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            ns_steps=ns_steps,
+            adjust_lr_fn="match_rms_adamw",
         )
-        self.adamw = adamw(rest, lr=lr, betas=betas, eps=eps)
-        self.param_groups = self.muon.param_groups + self.adamw.param_groups  # what set_lr and clipping see
+        self._adamw = adamw(rest, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self._share_groups_and_state()
 
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = self.muon.step(closure)
-        self.adamw.step()
-        return loss
+    def _halves(self) -> tuple[ParamGroups, ParamGroups]:
+        hidden = [g for g in self.param_groups if g.get("name") == "hidden"]
+        return hidden, [g for g in self.param_groups if g.get("name") != "hidden"]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.muon.zero_grad(set_to_none)
-        self.adamw.zero_grad(set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+    def _share_groups_and_state(self) -> None:
+        """Point both halves at this optimizer's group dicts and state, which load_state_dict replaces."""
+        self._muon.param_groups, self._adamw.param_groups = self._halves()
+        self._muon.state = self._adamw.state = self.state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.muon.load_state_dict(state_dict["muon"])
-        self.adamw.load_state_dict(state_dict["adamw"])
+        super().load_state_dict(state_dict)
+        self._share_groups_and_state()
 
-
-def muon(
-    params: ParamGroups,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    momentum: float = 0.95,
-    ns_steps: int = 5,
-    **_: Any,  # weight_decay: already set per parameter group
-) -> MuonWithAdamW:
-    if not hasattr(torch.optim, "Muon"):
-        raise UserError(
-            f"optim=muon needs torch.optim.Muon (torch >= 2.9); this is torch {torch.__version__}"
-        )
-    return MuonWithAdamW(params, lr=lr, betas=betas, eps=eps, momentum=momentum, ns_steps=ns_steps)
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = self._muon.step(closure)  # the closure (if any) runs once, in Muon's step
+        self._adamw.step()
+        return loss

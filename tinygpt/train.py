@@ -186,9 +186,7 @@ def build_job(
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     model = instantiate(cfg.model)(vocab_size=data.tokenizer.vocab_size).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
-    optimizer = build_optimizer(
-        model, instantiate(cfg.optim), cfg.optim.weight_decay, cfg.optim.decay_embeddings
-    )
+    optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
