@@ -1,6 +1,6 @@
 """Broken, hostile or half-finished files around the data: an untrusted tokenizer.json, a killed
-tokenizing run, a damaged cache entry, a corpus too short to train on. Each gets one clear error, or
-is cleaned up or rebuilt."""
+tokenizing run or download, a damaged cache entry, a corpus too short to train on, a file where a
+cache folder should be. Each gets one clear error, or is cleaned up or rebuilt."""
 
 import json
 import logging
@@ -11,13 +11,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 from conftest import REPO, TINY, run_cli
 from test_data import CHAR, entries, write
 
-from tinygpt.data import load_text_data, load_tokenizer
+from tinygpt.data import load_downloaded, load_text_data, load_tokenizer
+from tinygpt.data.download import fetch
 from tinygpt.errors import UserError
 
 # --- tokenizer.json: untrusted input ---------------------------------------------------------------
@@ -244,3 +246,58 @@ def test_an_entry_built_for_a_smaller_block_size_is_kept(tmp_path, caplog):
         load_text_data(CHAR, corpus, cache_dir=tmp_path, min_tokens=65)
     assert "using token cache" in caplog.text and "tokenizing" not in caplog.text
     assert len(entries(tmp_path)) == 1
+
+
+# --- downloads: what a killed download leaves behind, a file where the folder should be -------------
+
+# Fetches the URL argv[1] into the cache argv[2]; from a FIFO that is never closed, it hangs mid-way.
+DOWNLOAD = (
+    "import sys, pathlib, tinygpt.data.download as d; d.fetch(sys.argv[1], None, pathlib.Path(sys.argv[2]))"
+)
+
+
+def partial_downloads(cache) -> list[str]:
+    return sorted(p.name for p in (cache / "downloads").glob(".*.part"))
+
+
+def test_a_killed_download_is_cleaned_up_later_but_a_live_one_is_left_alone(tmp_path):
+    cache, source = tmp_path / "cache", tmp_path / "endless.txt"
+    other = write(tmp_path / "other.txt", "another text\n" * 50)
+    os.mkfifo(source)
+    stream = os.open(source, os.O_RDWR)  # a writer that never ends the text: the download waits for more
+    os.write(stream, b"the first part of a long text\n")
+    downloader = subprocess.Popen([sys.executable, "-c", DOWNLOAD, f"file://{source}", str(cache)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cache / "downloads").is_dir() or not partial_downloads(cache):
+            assert downloader.poll() is None and time.monotonic() < deadline, "the download did not start"
+            time.sleep(0.05)
+        (partial,) = partial_downloads(cache)
+        fetch(f"file://{other}", None, cache)  # another download, while the first one is alive
+        assert partial_downloads(cache) == [partial]
+    finally:
+        downloader.kill()  # SIGKILL: no cleanup of its own
+        downloader.wait()
+        os.close(stream)
+    copy = fetch(f"file://{other}", None, cache)  # any later fetch, even of a file already there
+    assert partial_downloads(cache) == []
+    assert [p.name for p in (cache / "downloads").iterdir()] == [copy.name]
+    assert copy.read_text() == "another text\n" * 50
+
+
+def test_a_file_where_the_download_folder_should_be_is_named(tmp_path):
+    corpus, cache = write(tmp_path / "corpus.txt", "some text\n" * 20), tmp_path / "cache"
+    write(cache / "downloads", "")
+    message = f"{cache / 'downloads'} is a file; delete it"
+    with pytest.raises(UserError, match=re.escape(message)) as caught:
+        load_downloaded(CHAR, url=f"file://{corpus}", sha256=None, cache_dir=cache)
+    assert "\n" not in str(caught.value)
+    proc = run_cli(
+        *TINY,
+        "data=shakespeare_char",
+        f"data.url=file://{corpus}",
+        f"data.cache_dir={cache}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert message in proc.stderr

@@ -1,24 +1,45 @@
-"""An installed wheel carries the config tree and the embedded corpus: it trains from any directory."""
+"""An installed wheel carries the config tree and the embedded corpus, not the build-time tools: it
+trains from any directory, and building it leaves the checkout as it was."""
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 from conftest import REPO, TINY
 
 
+def not_source() -> list[str]:
+    """What a checkout may hold beside its source (.git and the .gitignore patterns), not copied."""
+    lines = (REPO / ".gitignore").read_text().splitlines()
+    return [".git", *(line.strip("/") for line in lines if line.strip() and not line.startswith("#"))]
+
+
+def build_outputs() -> set[str]:
+    """The setuptools build folders in the checkout: build/ and *.egg-info."""
+    return {p.name for p in [REPO / "build", *REPO.glob("*.egg-info")] if p.exists()}
+
+
 @pytest.mark.slow
 def test_wheel_trains_from_another_directory(tmp_path):
-    wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    before = build_outputs()
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*not_source()))  # setuptools builds in-tree
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, REPO],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, source],
         check=True,
         capture_output=True,
     )
+    assert build_outputs() == before, "building the wheel wrote into the checkout"
     (wheel,) = wheels.glob("tinygpt-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"tinygpt/corpus/tiny_corpus.txt", "tinygpt/conf/train.yaml"} <= set(names)
+    assert not [n for n in names if "tiny_corpus.py" in n or n.startswith("tools/")], names
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run(

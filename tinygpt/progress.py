@@ -1,4 +1,9 @@
-"""Progress display: a rich progress bar on a terminal, plain log lines everywhere else."""
+"""Progress display on one rich console (stderr): live bars on a terminal, plain log lines everywhere else.
+
+Two kinds of bar share the console: ``progress_bar`` over training steps, and ``byte_bar`` over the
+bytes of a corpus being checked or tokenized. While either is live, log lines bound for the terminal
+are printed through the console, so they scroll above the bar instead of breaking it.
+"""
 
 import logging
 import sys
@@ -8,6 +13,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
@@ -16,20 +22,25 @@ from rich.progress import (
 )
 
 STEP_LINE = "tinygpt_step_line"  # log-record flag: a per-step line the live bar already shows
+CONSOLE = Console(stderr=True)  # every bar and every routed log line; stdout stays free for results
+
+
+def on_terminal() -> bool:
+    """Whether bars are shown: only when stderr is a terminal, never into a pipe or a log file."""
+    return sys.stderr.isatty()
 
 
 class _ConsoleHandler(logging.Handler):
-    """Prints log records through the progress bar's console, so lines scroll above the live bar."""
+    """Prints log records through the console, so lines scroll above a live bar."""
 
-    def __init__(self, console: Console, formatter: logging.Formatter | None):
+    def __init__(self, formatter: logging.Formatter | None):
         super().__init__()
-        self.console = console
         self.setFormatter(formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, STEP_LINE, False):
             return
-        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        CONSOLE.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def _terminal_handlers() -> list[logging.StreamHandler]:
@@ -41,15 +52,29 @@ def _terminal_handlers() -> list[logging.StreamHandler]:
 
 
 @contextmanager
-def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[int, str], None] | None]:
-    """Yield ``update(step, stats)`` driving a live bar when stderr is a terminal, else None.
+def _live(progress: Progress) -> Iterator[None]:
+    """Show ``progress`` while the block runs, with terminal log lines routed through the console."""
+    root = logging.getLogger()
+    replaced = _terminal_handlers()
+    routed = _ConsoleHandler(replaced[0].formatter if replaced else None)
+    for h in replaced:
+        root.removeHandler(h)
+    root.addHandler(routed)
+    try:
+        with progress:
+            yield
+    finally:
+        root.removeHandler(routed)
+        for h in replaced:
+            root.addHandler(h)
 
-    While the bar is live, log lines that would go to the terminal are routed above it.
-    """
-    if not (enabled and sys.stderr.isatty()):
+
+@contextmanager
+def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[int, str], None] | None]:
+    """Yield ``update(step, stats)`` driving the training bar when stderr is a terminal, else None."""
+    if not (enabled and on_terminal()):
         yield None
         return
-    console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -58,23 +83,22 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[in
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console,
+        console=CONSOLE,
     )
     task = progress.add_task("train", total=total, completed=start, stats="")
-    root = logging.getLogger()
-    replaced = _terminal_handlers()
-    routed = _ConsoleHandler(console, replaced[0].formatter if replaced else None)
-    for h in replaced:
-        root.removeHandler(h)
-    root.addHandler(routed)
+    with _live(progress):
+        yield lambda step, stats: progress.update(task, completed=step, stats=stats)
 
-    def update(step: int, stats: str) -> None:
-        progress.update(task, completed=step, stats=stats)
 
-    try:
-        with progress:
-            yield update
-    finally:
-        root.removeHandler(routed)
-        for h in replaced:
-            root.addHandler(h)
+@contextmanager
+def byte_bar(description: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n_bytes)`` driving a bar that disappears when the block ends (on a terminal;
+    elsewhere ``advance`` does nothing)."""
+    if not on_terminal():
+        yield lambda n_bytes: None
+        return
+    columns = (TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    progress = Progress(*columns, console=CONSOLE, transient=True)
+    task = progress.add_task(description, total=total_bytes)
+    with _live(progress):
+        yield lambda n_bytes: progress.advance(task, n_bytes)

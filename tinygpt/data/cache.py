@@ -26,18 +26,16 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tinygpt.data.text import check_documents, read_chunks
 from tinygpt.data.tokenizers import Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
+from tinygpt.progress import byte_bar
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +67,7 @@ def cached_tokens(
     of fewer than ``min_tokens`` tokens is a UserError, and an entry is only stored if both splits
     have enough (one stored before, for a smaller ``min_tokens``, is kept: the text is fine).
     """
-    with progress_bar("checking text", _total_bytes(train_docs, val_docs)) as advance:
+    with byte_bar("checking text", _total_bytes(train_docs, val_docs)) as advance:
         train_hash = check_documents(train_docs, "data.path", advance)
         val_hash = check_documents(val_docs, "data.val_path", advance) if val_docs else None
     spec = tokenizer_spec(make_tokenizer)
@@ -192,12 +190,12 @@ def build_entry(
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        with progress_bar("training tokenizer", total) as advance:
+        with byte_bar("training tokenizer", total) as advance:
             # the tokenizer learns from all the text the run uses, val included: for char that keeps
             # every val character encodable; BPE merges are not a model of the text's continuation
             tokenizer = make_tokenizer(_chunks([*train_docs, *(val_docs or [])], advance))
         dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)  # ids < vocab_size
-        with progress_bar("tokenizing", total) as advance:
+        with byte_bar("tokenizing", total) as advance:
             n_train = _encode_to(tmp / "train.bin", train_docs, tokenizer, dtype, advance)
             if val_docs:
                 n_val = _encode_to(tmp / "val.bin", val_docs, tokenizer, dtype, advance)
@@ -310,13 +308,3 @@ def _split_off_val(folder: Path, n_tokens: int, val_fraction: float, dtype: np.d
     del tokens  # unmap before shrinking the file under it
     os.truncate(folder / "train.bin", n_train * dtype.itemsize)
     return n_train, n_tokens - n_train
-
-
-@contextmanager
-def progress_bar(description: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr while the block runs (only on a terminal); yields ``advance``."""
-    console = Console(stderr=True)
-    columns = (TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(description, total=total_bytes)
-        yield lambda n: bar.advance(task, n)

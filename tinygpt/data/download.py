@@ -1,17 +1,28 @@
-"""Corpora fetched from a URL once, checked by sha256 and kept in the cache directory."""
+"""Corpora fetched from a URL once, checked by sha256 and kept in the cache directory.
+
+A download goes to ``<cache>/downloads/.<name>.<random>.part`` and is renamed to ``<name>`` once it
+is complete and checked, all under the lock ``<cache>/download-locks/<name>.lock``: a second process
+that wants the same file waits for the first instead of downloading it twice, and the partial file
+of a download that was killed is removed by the next fetch (remove_leftovers).
+"""
 
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from tinygpt.errors import UserError
 
 log = logging.getLogger(__name__)
+
+PARTIAL = re.compile(r"\.(?P<name>.+)\.\w+\.part")  # .<name>.<random>.part: a download under way
 
 
 def file_sha256(path: str | Path) -> str:
@@ -31,13 +42,68 @@ def fetch(url: str, sha256: str | None, cache_root: Path) -> Path:
     """
     name = Path(urllib.parse.urlparse(url).path).name or "download.txt"
     tag = (sha256 or hashlib.sha256(url.encode()).hexdigest())[:16]  # distinct files never collide
-    target = cache_root / "downloads" / f"{tag}-{name}"
-    by_hand = f"put a copy at {target}, or pass data.path=/path/to/your/copy"
-    if target.is_file():  # downloaded before, or put there by hand
-        fix = "delete it to download again, replace it with a good copy, or pass data.path=/path/to/your/copy"
-        _check_sha256(target, sha256, str(target), fix)
+    folder, locks = cache_root / "downloads", cache_root / "download-locks"
+    target = folder / f"{tag}-{name}"
+    for path in (folder, locks):
+        _make_folder(path)
+    remove_leftovers(folder, locks)
+    if _reuse(target, sha256):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / f"{target.name}.lock"):
+        if not _reuse(target, sha256):  # else another process downloaded it while this one waited
+            _download(url, sha256, target)
+    return target
+
+
+def remove_leftovers(folder: Path, locks: Path) -> None:
+    """Delete the partial files of downloads whose process died (killed, out of memory, power cut).
+
+    A download holds its file's lock from creating the partial file until it has renamed or removed
+    it, and the OS releases the lock of a process that dies: a partial file whose lock can be taken
+    at once is a leftover. It is removed while holding the lock, so no new download of it starts
+    meanwhile; the partial files of a download that is still going are left alone.
+    """
+    for path in folder.iterdir():
+        match = PARTIAL.fullmatch(path.name)
+        if match is None:
+            continue
+        try:
+            with FileLock(locks / f"{match['name']}.lock", timeout=0):
+                log.info("removing %s, left by a download that did not finish", path)
+                path.unlink(missing_ok=True)
+        except Timeout:
+            continue
+
+
+def _reuse(target: Path, sha256: str | None) -> bool:
+    """Whether ``target`` is there already (downloaded before, or put there by hand), checked."""
+    if not os.path.lexists(target):
+        return False
+    fix = "delete it to download again, replace it with a good copy, or pass data.path=/path/to/your/copy"
+    if not target.is_file():
+        raise UserError(f"the downloaded corpus {target} is not a file; {fix}")
+    _check_sha256(target, sha256, str(target), fix)
+    return True
+
+
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UserError(
+            f"the download cache folder {folder} is a file; delete it (downloads are fetched again as "
+            "needed) or set data.cache_dir to another folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the download cache folder {folder} ({exc.strerror}); set data.cache_dir to "
+            "a folder you can write to"
+        ) from exc
+
+
+def _download(url: str, sha256: str | None, target: Path) -> None:
+    """Download ``url`` to ``target`` through a partial file. The caller holds the target's lock."""
+    by_hand = f"put a copy at {target}, or pass data.path=/path/to/your/copy"
     log.info("downloading %s to %s", url, target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
@@ -52,7 +118,6 @@ def fetch(url: str, sha256: str | None, cache_root: Path) -> Path:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return target
 
 
 def _check_sha256(path: Path, expected: str | None, what: str, fix: str) -> None:

@@ -2,7 +2,7 @@
 
 Why this exists: TinyGPT must be able to train a model out of the box, on a machine with no
 network, and its tests need a real text to learn from. Downloading a public-domain book would
-need the network and would bring a licence to track, so instead this module *writes* a corpus.
+need the network and would bring a licence to track, so instead this script *writes* a corpus.
 Every sentence comes from templates written for this project and filled in with a seeded
 `random.Random`; no text is copied or downloaded from anywhere.
 
@@ -22,8 +22,10 @@ machine and Python version that keeps `random.Random`'s documented sequence.
 
 Regenerate the committed file with::
 
-    python -m tinygpt.data.tiny_corpus            # writes data/tiny_corpus.txt
-    python -m tinygpt.data.tiny_corpus --out x.txt
+    python tools/make_tiny_corpus.py              # writes data/tiny_corpus.txt
+    python tools/make_tiny_corpus.py --out x.txt
+
+This is build-time tooling, not part of the installed package: the wheel ships only the text.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# The repository root is two levels above this file's folder (tinygpt/data/).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The repository root is the parent of this file's folder (tools/).
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "data" / "tiny_corpus.txt"
 
 # ---------------------------------------------------------------------------------------------
