@@ -251,6 +251,16 @@ def test_unreadable_json_and_two_files_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_configs_compose_to_their_experiment(example):
+    # One source per recipe: conf/experiment/NAME.yaml; configs/NAME.json must compose to the same config.
+    from_json = OmegaConf.to_container(compose_train(*json_overrides(example), tiny=False), resolve=True)
+    experiment = REPO / "conf" / "experiment" / f"{example.stem}.yaml"
+    if experiment.is_file():
+        from_yaml = compose_train(f"experiment={example.stem}", tiny=False)
+        assert from_json == OmegaConf.to_container(from_yaml, resolve=True)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_configs_train_two_steps(example, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # data_path in the examples is relative to the checkout
     args = splice_json_config(
