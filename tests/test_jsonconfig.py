@@ -8,7 +8,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from tinygpt.errors import UserError
-from tinygpt.jsonconfig import hydra_value, json_overrides, splice_json_config, translate
+from tinygpt.jsonconfig import json_overrides, splice_json_config, translate
+from tinygpt.overrides import hydra_value
 from tinygpt.train import train
 
 EXAMPLES = sorted((REPO / "configs").glob("*.json"))
@@ -188,6 +189,17 @@ def test_a_group_chosen_on_the_command_line_drops_the_json_settings_inside_it(tm
 ERRORS = {
     "unknown flat key": ({"n_layers": 6}, "unknown key 'n_layers'"),
     "unknown nested key": ({"model": {"n_layer": 2, "depth": 3}}, "unknown key 'model.depth'"),
+    "key under an unknown node": (
+        {"model": {"head": {"size": 3}}},
+        "'model.head.size'; this config has no model.head$",
+    ),
+    "hydra's + in a key": ({"+seed": 3}, "unknown key '\\+seed'; a key has no Hydra"),
+    "hydra's ~ in a key": ({"~model.bias": None}, "unknown key '~model.bias'"),
+    "hydra's @package in a key": ({"model@extra": "gpt"}, "unknown key 'model@extra'"),
+    "a list for a node": (
+        {"model": {"norm": [1]}},
+        r"model.norm=\[1\]: Cannot merge DictConfig with ListConfig",
+    ),
     "bad group option": ({"norm": "batchnorm"}, "norm='batchnorm' is not an option of model/norm"),
     "bad nested target": (
         {"optim": {"_target_": "torch.optim.Adagrad", "lr": 0.1}},
@@ -213,6 +225,21 @@ def test_bad_json_is_refused_by_name(case, tmp_path):
         json_overrides(write_json(tmp_path / "c.json", config))
 
 
+def test_options_are_found_from_the_targets_hydra_composes():
+    llama = {"_target_": "tinygpt.model.GPT", "norm": {"_target_": "torch.nn.RMSNorm"}}
+    llama |= {"pos": {"_target_": "tinygpt.model.RoPE"}, "mlp": {"_target_": "tinygpt.model.SwiGLU"}}
+    assert overrides({"model": llama})[0] == "model=llama"  # llama's own file names no _target_
+    assert overrides({"model": {**llama, "norm": {"_target_": "torch.nn.LayerNorm"}}})[:2] == [
+        "model=llama",
+        "model/norm=layernorm",
+    ]
+    char = {
+        "_target_": "tinygpt.data.load_downloaded",
+        "tokenizer": {"_target_": "tinygpt.data.CharTokenizer.train"},
+    }
+    assert overrides({"data": char})[0] == "data=shakespeare_char"
+
+
 def test_unreadable_json_and_two_files_are_refused(tmp_path):
     (tmp_path / "bad.json").write_text("{'single': quotes}")
     with pytest.raises(UserError, match="is not valid JSON"):
@@ -221,6 +248,16 @@ def test_unreadable_json_and_two_files_are_refused(tmp_path):
         json_overrides(tmp_path / "missing.json")
     with pytest.raises(UserError, match="more than once"):
         splice_json_config(["config_json=a.json", "config_json=b.json"])
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_configs_compose_to_their_experiment(example):
+    # One source per recipe: conf/experiment/NAME.yaml; configs/NAME.json must compose to the same config.
+    from_json = OmegaConf.to_container(compose_train(*json_overrides(example), tiny=False), resolve=True)
+    experiment = REPO / "conf" / "experiment" / f"{example.stem}.yaml"
+    if experiment.is_file():
+        from_yaml = compose_train(f"experiment={example.stem}", tiny=False)
+        assert from_json == OmegaConf.to_container(from_yaml, resolve=True)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

@@ -1,101 +1,80 @@
 """JSON run configs: ``python -m tinygpt.train config_json=FILE [overrides]``.
 
 The file's keys become Hydra override strings, spliced into the command line where ``config_json=``
-stood, before Hydra parses it: Hydra stays the only thing that builds a config. A file may use
+stood, before Hydra parses it. A file may use the product's flat keys (FLAT_VALUES, FLAT_GROUPS,
+``data_path``, ``amp``; any other top-level key sets itself), group names with an option
+(``{"model": "llama"}``), and the nested layout of a run's ``effective_config.json``, so feeding one
+back reproduces that run: a group's option is found from its ``_target_``, every value set explicitly.
 
-- the product's flat keys (FLAT_VALUES, FLAT_GROUPS below, ``data_path``, ``amp``), e.g.
-  ``{"n_layer": 6, "norm": "rmsnorm", "learning_rate": 1e-3, "data_path": "books/"}``;
-- group names with an option, e.g. ``{"model": "llama", "data": "shakespeare_char"}``;
-- the nested layout of a run's ``effective_config.json``, so feeding one back reproduces that run:
-  a group's option is found from its ``_target_``, and every value is set explicitly.
+Hydra answers every question about the config: its config loader lists a group's options and composes
+each to tell its ``_target_``s; composing the translated overrides checks every key (Hydra names the
+key it cannot set, we name the JSON key that set it); its override parser (``tinygpt.overrides``)
+says which key an override sets, so a key or group set on the command line drops the JSON's value
+for it, or the JSON's choice of that group and everything the JSON sets inside it.
 
 The file is data (``tinygpt.untrusted``): an interpolation ``${...}`` anywhere in it is refused, as
-is a ``_target_`` anywhere but on a config group's node (where it only picks the option). Unknown
-keys are refused by name. Overrides on the command line win: a key set there drops the
-JSON's value for it, and a group chosen there (``model/norm=rmsnorm``) drops the JSON's choice of
-that group and everything the JSON sets inside it.
+is a ``_target_`` anywhere but on a config group's node (where it only picks the option).
 """
 
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.types import OverrideType
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from tinygpt.config import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.overrides import hydra_value, override_key, parse_override
 from tinygpt.untrusted import check_data, nodes
 
-# Flat key -> the config key it sets.
+# Flat key -> the config key it sets. Any other top-level key (max_steps, seed, ...) sets itself.
 FLAT_VALUES: dict[str, str] = {
     "out_dir": "hydra.run.dir",
     "bpe_vocab_size": "data.tokenizer.vocab_size",
-    **{
-        key: f"model.{key}"
-        for key in (
-            "n_layer",
-            "n_head",
-            "n_kv_head",
-            "n_embd",
-            "block_size",
-            "dropout",
-            "bias",
-            "tie_weights",
-            "sliding_window",
-            "parallel_block",
-            "qk_norm",
-        )
-    },
+    "n_layer": "model.n_layer",
+    "n_head": "model.n_head",
+    "n_kv_head": "model.n_kv_head",
+    "n_embd": "model.n_embd",
+    "block_size": "model.block_size",
+    "dropout": "model.dropout",
+    "bias": "model.bias",
+    "tie_weights": "model.tie_weights",
+    "sliding_window": "model.sliding_window",
+    "parallel_block": "model.parallel_block",
+    "qk_norm": "model.qk_norm",
     "learning_rate": "optim.lr",
     "weight_decay": "optim.weight_decay",
     "warmup_steps": "schedule.warmup_steps",
-    **{
-        key: key
-        for key in (
-            "max_steps",
-            "batch_size",
-            "grad_accum_steps",
-            "grad_clip",
-            "eval_interval",
-            "eval_iters",
-            "log_interval",
-            "sample_interval",
-            "seed",
-            "device",
-            "compile",
-            "ema_decay",
-            "curriculum_start_block_size",
-            "label_smoothing",
-            "z_loss",
-            "grad_checkpointing",
-        )
-    },
 }
-# Flat key -> the config group whose option it chooses.
+# Flat key -> the config group whose option it chooses. Any group's name chooses that group's option.
 FLAT_GROUPS: dict[str, str] = {
     "tokenizer": "data/tokenizer",
     "norm": "model/norm",
     "mlp": "model/mlp",
     "pos_encoding": "model/pos",
     "optimizer": "optim",
-    "schedule": "schedule",
 }
 
 
 def json_overrides(path: str | Path) -> list[str]:
-    """The Hydra overrides equivalent to the JSON config at ``path``, checked key by key."""
+    """The Hydra overrides equivalent to the JSON config at ``path``, checked by composing them."""
     config = _read_json(path)
     check_data(config, f"config_json={path}")
     _check_targets(config, path)
     pairs = translate(config, path)
-    _check_keys(pairs, path)
     overrides = [override for _, override in pairs]
     check_data(overrides, f"config_json={path}", "overrides")  # what Hydra reads, checked again
+    _compose(pairs, path)
     return overrides
 
 
@@ -112,14 +91,14 @@ def translate(config: dict[str, Any], path: str | Path) -> list[tuple[str, str]]
 
 def splice_json_config(args: list[str]) -> list[str]:
     """Command-line ``args`` with ``config_json=FILE`` replaced by that file's overrides, less those
-    the other command-line overrides replace."""
+    the other command-line overrides replace (keys compared as Hydra's parser reads them)."""
     found = [a for a in args if a.startswith("config_json=")]
     if not found:
         return args
     if len(found) > 1:
         raise UserError("config_json= is given more than once; merge the files into one")
-    cli_keys = {_override_key(a) for a in args if "=" in a and not a.startswith("-") and a not in found}
-    kept = [o for o in json_overrides(found[0].split("=", 1)[1]) if not _replaced(_override_key(o), cli_keys)]
+    cli_keys = {_dotted_key(a) for a in args if "=" in a and not a.startswith("-") and a not in found}
+    kept = [o for o in json_overrides(found[0].split("=", 1)[1]) if not _within(_dotted_key(o), cli_keys)]
     at = args.index(found[0])
     return [*args[:at], *kept, *args[at + 1 :]]
 
@@ -134,26 +113,6 @@ def with_json_config(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
         return hydra_main()
 
     return main
-
-
-def hydra_value(value: Any) -> str:
-    """A JSON value written in Hydra's override grammar (strings always quoted, so '1e-3' stays text)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        # inside '...' only a quote, and backslashes right before a quote or the end, need escaping
-        escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
-        escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
-        return f"'{escaped}'"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"not a JSON value: {value!r}")
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:
@@ -173,8 +132,8 @@ def _read_json(path: str | Path) -> dict[str, Any]:
 def _check_targets(config: dict[str, Any], path: str | Path) -> None:
     """A ``_target_`` may stand only on a config group's node, where it picks an option and is never
     spliced in; anywhere else (inside a list, say) Hydra would build whatever it names."""
-    for key, node in nodes(config, ""):
-        if isinstance(node, dict) and "_target_" in node and not (key and _options(key.replace(".", "/"))):
+    for key in _targets(config):
+        if not (key and _options(key.replace(".", "/"))):
             raise UserError(
                 f"config_json={path}: {key or 'the top level'} has a _target_, but only a config group's "
                 "node may have one (it picks the group's option); remove it"
@@ -208,13 +167,7 @@ def _nested(node: dict[str, Any], prefix: str, path: str | Path) -> list[tuple[s
     pairs = []
     group = prefix.replace(".", "/")
     if "_target_" in node and _options(group):
-        matches = [o for o in _options(group) if _option_target(group, o) == node["_target_"]]
-        if not matches:
-            raise UserError(
-                f"config_json={path}: {prefix}._target_ {node['_target_']} matches no option of {group} "
-                f"({', '.join(_options(group))})"
-            )
-        pairs.append((f"{prefix}._target_", f"{group}={matches[0]}"))
+        pairs.append((f"{prefix}._target_", f"{group}={_option_for(node, group, path)}"))
     for key, value in node.items():
         if key in ("_target_", "_partial_"):  # set by the option chosen above
             continue
@@ -225,45 +178,79 @@ def _nested(node: dict[str, Any], prefix: str, path: str | Path) -> list[tuple[s
     return pairs
 
 
-def _check_keys(pairs: list[tuple[str, str]], path: str | Path) -> None:
-    """Every value the JSON sets must exist in the config its group choices compose to."""
-    groups = [o for _, o in pairs if _options(_override_key(o, keep_slash=True))]
-    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
-        cfg = compose("train", overrides=groups)
+def _option_for(node: dict[str, Any], group: str, path: str | Path) -> str:
+    """The option of ``group`` whose node, as Hydra composes it, has the ``_target_`` of ``node`` and
+    agrees with it on the most nested ``_target_``s (``llama`` over ``gpt`` for RMSNorm, RoPE and
+    SwiGLU); the first in Hydra's order on a tie, the nested layout setting the rest anyway."""
+    wanted = _targets(node)
+    matches = [o for o in _options(group) if _option_targets(group, o).get("") == wanted[""]]
+    if not matches:
+        raise UserError(
+            f"config_json={path}: {group.replace('/', '.')}._target_ {wanted['']} matches no option of "
+            f"{group} ({', '.join(_options(group))})"
+        )
+    return max(matches, key=lambda o: sum(wanted.get(k) == t for k, t in _option_targets(group, o).items()))
+
+
+def _targets(node: Any) -> dict[str, Any]:
+    """The ``_target_`` of every dict in ``node``, by dotted key ("" for ``node`` itself)."""
+    return {key: n["_target_"] for key, n in nodes(node, "") if isinstance(n, dict) and "_target_" in n}
+
+
+@functools.cache
+def _option_targets(group: str, option: str) -> dict[str, Any]:
+    """The ``_target_``s of one option, composed by Hydra (so ``llama`` has the ones its defaults give it);
+    none for an option that composes only inside the whole config (Hydra's own) or is ``_global_``."""
+    try:
+        cfg = _loader().load_configuration(f"{group}/{option}", [], RunMode.RUN, from_shell=False)
+    except HydraException:
+        return {}
+    node = OmegaConf.select(cfg, group.replace("/", "."))
+    return _targets(OmegaConf.to_container(node, resolve=False)) if isinstance(node, DictConfig) else {}
+
+
+def _compose(pairs: list[tuple[str, str]], path: str | Path) -> None:
+    """Compose the overrides as the run will, so Hydra checks every key; its error names the config
+    key it cannot set, reported here under the JSON's name for it. A JSON key is a plain key: Hydra's
+    ``+``, ``++``, ``~`` or ``@package`` would add, delete or move config nodes."""
     for json_key, override in pairs:
-        key = _override_key(override)
-        if override in groups or key.startswith("hydra."):
-            continue
-        if not _has_key(cfg, key):
-            sets = "" if key == json_key else f" (it sets {key})"
-            raise UserError(f"config_json={path}: unknown key {json_key!r}{sets}; this config has no {key}")
+        parsed = parse_override(override)
+        if not parsed or parsed.type != OverrideType.CHANGE or parsed.package is not None:
+            raise UserError(f"config_json={path}: unknown key {json_key!r}; a key has no Hydra +, ~ or @")
+    try:
+        _loader().load_configuration("train", [o for _, o in pairs], RunMode.RUN, from_shell=False)
+    except HydraException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ConfigKeyError | ConfigAttributeError):  # a key the config does not have
+            for json_key, override in pairs:
+                key = _dotted_key(override)
+                if _within(key, {cause.full_key}):
+                    sets = "" if key == json_key else f" (it sets {key})"
+                    message = f"unknown key {json_key!r}{sets}; this config has no {cause.full_key}"
+                    raise UserError(f"config_json={path}: {message}") from exc
+        detail = f"{exc}: {cause}" if cause else str(exc)
+        raise UserError(f"config_json={path}: {' '.join(detail.split())}") from exc
 
 
-def _has_key(cfg: DictConfig, dotted: str) -> bool:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False
-        node = node._get_node(part)
-    return True
+@functools.cache
+def _loader() -> ConfigLoader:
+    """Hydra's config loader for conf/: the search path ``@hydra.main`` composes from, Hydra's own
+    groups (hydra/launcher, ...) included."""
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        return GlobalHydra.instance().config_loader()
 
 
 @functools.cache
 def _options(group: str) -> tuple[str, ...]:
-    """Option names of a config group (conf/<group>/*.yaml); empty when ``group`` is not one."""
-    folder = Path(conf_dir()) / group
-    return tuple(sorted(p.stem for p in folder.glob("*.yaml"))) if group and folder.is_dir() else ()
+    """Option names of a config group, from Hydra's config repository; empty when ``group`` is not one."""
+    return tuple(_loader().get_group_options(group)) if group else ()
 
 
-def _option_target(group: str, option: str) -> str | None:
-    return OmegaConf.load(Path(conf_dir()) / group / f"{option}.yaml").get("_target_")
+def _dotted_key(override: str) -> str:
+    """``+model/norm=rmsnorm`` -> ``model.norm``: groups and keys compared in one notation."""
+    return override_key(override).replace("/", ".")
 
 
-def _override_key(override: str, keep_slash: bool = False) -> str:
-    """``+model/norm=rmsnorm`` -> ``model.norm`` (``model/norm`` with keep_slash)."""
-    key = override.split("=", 1)[0].lstrip("+~")
-    return key if keep_slash else key.replace("/", ".")
-
-
-def _replaced(key: str, cli_keys: set[str]) -> bool:
-    return any(key == c or key.startswith(c + ".") for c in cli_keys)
+def _within(key: str, roots: set[str]) -> bool:
+    """Whether ``key`` is one of ``roots`` or inside one."""
+    return any(key == root or key.startswith(f"{root}.") for root in roots)

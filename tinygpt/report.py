@@ -3,7 +3,8 @@
 Reads every run of a Hydra multirun directory (or the given run directories) and writes two files:
 ``report.md``, one table row per run with what differs between the runs, its losses, speed, wall time
 and status, best run first; and ``loss_curves.png``, train and val loss against step for every run.
-The table is printed too. Only the run directories' files are read: no torch, no Hydra.
+The table is printed too. Only the run directories' files are read: no torch; of Hydra, only its
+override parser (``tinygpt.overrides``), to tell which key each override sets.
 """
 
 import argparse
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.overrides import override_key
 
 # A directory holding any of these is a run: a job that failed before training wrote only error.txt.
 RUN_MARKERS = ("effective_config.json", "metrics.jsonl", "error.txt")
@@ -169,11 +171,6 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def is_ignored(key: str) -> bool:
     return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
-
-
-def override_key(override: str) -> str:
-    """The key an override sets: "+model.x=1" and "~model.x" -> "model.x", "optim=lion" -> "optim"."""
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def differing_overrides(runs: list[Run]) -> list[str]:
