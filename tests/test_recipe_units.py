@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from conftest import build_model
 
 from tinygpt.loss import lm_loss
 from tinygpt.schedule import constant, cosine, curriculum_block_size, wsd
