@@ -9,6 +9,7 @@ import torch
 from tinygpt.loss import lm_loss
 from tinygpt.schedule import constant, cosine, curriculum_block_size, wsd
 from tinygpt.state import make_ema
+from tinygpt.step import update_ema
 
 
 def test_cosine_at_its_phase_boundaries():
@@ -54,15 +55,19 @@ def test_label_smoothing_and_z_loss_add_what_their_formulas_say():
 def test_ema_matches_its_closed_form():
     model = torch.nn.Linear(1, 1, bias=False)
     decay, values = 0.9, [1.0, 2.0, 4.0, 8.0]
-    ema = make_ema(model, decay)
+    ema = make_ema(model)
     for v in values:
         model.weight.data.fill_(v)
-        ema.update_parameters(model)
-    # first update copies; then ema <- decay * ema + (1 - decay) * w
+        update_ema(ema, model, decay, applied=torch.tensor(True))
+    update_ema(
+        ema, model.requires_grad_(False).weight.fill_(100.0) and model, decay, applied=torch.tensor(False)
+    )
+    # first update copies; then ema <- decay * ema + (1 - decay) * w; a skipped step changes nothing
     expected = values[0]
     for v in values[1:]:
         expected = decay * expected + (1 - decay) * v
     assert ema.module.weight.item() == pytest.approx(expected)
+    assert ema.n_averaged.item() == len(values)
 
 
 def test_curriculum_grows_in_multiples_of_the_start():

@@ -2,6 +2,7 @@
 decided on the device."""
 
 import copy
+import functools
 import sys
 
 import pytest
@@ -18,7 +19,7 @@ X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 def new_state(optimizer=torch.optim.AdamW, ema_decay=None, seed=0):
     torch.manual_seed(seed)
     model = build_model()
-    ema = make_ema(model, ema_decay) if ema_decay else None
+    ema = make_ema(model) if ema_decay else None
     return TrainState(
         model, optimizer(model.parameters(), lr=1e-2), torch.amp.GradScaler("cpu", enabled=False), ema
     )
@@ -39,14 +40,21 @@ def assert_same(a, b):
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize(
-    "optimizer", [torch.optim.AdamW, Lion, torch.optim.SGD], ids=["adamw", "lion", "sgd"]
-)
+OPTIMIZERS = {
+    "adamw": torch.optim.AdamW,
+    "adamw fused (skips on the device itself)": functools.partial(torch.optim.AdamW, fused=True),
+    "lion": Lion,
+    "sgd": functools.partial(torch.optim.SGD, momentum=0.9),
+}
+EMA = StepSettings(ema_decay=0.9)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(optimizer):
-    state = new_state(optimizer, ema_decay=0.9)
-    train_step(state, state.model, X, Y, StepSettings())  # a good step first: optimizer state exists
+    state = new_state(OPTIMIZERS[optimizer], ema_decay=0.9)
+    train_step(state, state.model, X, Y, EMA)  # a good step first: optimizer state exists
     weights, opt_state, ema = snapshot(state)
-    stats = train_step(state, poisoned(state.model), X, Y, StepSettings())
+    stats = train_step(state, poisoned(state.model), X, Y, EMA)
     assert not stats.applied and not torch.isfinite(stats.loss)
     assert_same(weights, snapshot(state)[0])
     after = state.optimizer.state_dict()["state"]
@@ -58,11 +66,15 @@ def test_a_non_finite_step_changes_no_weight_and_no_optimizer_state(optimizer):
     assert (state.skipped_in_a_row.item(), state.skipped_total.item()) == (1, 1)
 
 
-def test_a_skipped_first_step_leaves_the_run_as_if_it_had_not_happened():
-    skipped, fresh = new_state(ema_decay=0.9), new_state(ema_decay=0.9)
-    train_step(skipped, poisoned(skipped.model), X, Y, StepSettings())
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_skipped_first_step_leaves_the_run_as_if_it_had_not_happened(optimizer):
+    skipped, fresh = (
+        new_state(OPTIMIZERS[optimizer], ema_decay=0.9),
+        new_state(OPTIMIZERS[optimizer], ema_decay=0.9),
+    )
+    train_step(skipped, poisoned(skipped.model), X, Y, EMA)
     for state in (skipped, fresh):
-        stats = train_step(state, state.model, X, Y, StepSettings())
+        stats = train_step(state, state.model, X, Y, EMA)
         assert stats.applied
     assert_same(dict(fresh.model.named_parameters()), dict(skipped.model.named_parameters()))
     assert_same(dict(fresh.ema.named_parameters()), dict(skipped.ema.named_parameters()))
@@ -81,7 +93,7 @@ def test_the_step_asks_the_host_nothing(monkeypatch):
     """No .item() and no bool() of a tensor in TinyGPT's step code, so it can run ahead of a GPU (and
     into a CUDA graph). torch's optimizers are trusted: they keep their step counts on the CPU."""
     state = new_state(ema_decay=0.9)
-    train_step(state, state.model, X, Y, StepSettings())
+    train_step(state, state.model, X, Y, EMA)
 
     def refusing(method):
         def wrapper(tensor, *args, **kwargs):
@@ -93,8 +105,8 @@ def test_the_step_asks_the_host_nothing(monkeypatch):
 
     for name in ("item", "__bool__", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, refusing(getattr(torch.Tensor, name)))
-    train_step(state, state.model, X, Y, StepSettings(grad_clip=1.0, grad_accum_steps=2))
-    train_step(state, poisoned(state.model), X, Y, StepSettings())
+    train_step(state, state.model, X, Y, StepSettings(grad_clip=1.0, grad_accum_steps=2, ema_decay=0.9))
+    train_step(state, poisoned(state.model), X, Y, EMA)
 
 
 def test_clipping_bounds_the_update_and_reports_the_norm_before_clipping():

@@ -172,7 +172,7 @@ ERRORS = {
         "too few for one window of model.block_size",
     ),
     "missing data file": (["data.path=/nonexistent/corpus.txt"], "does not exist"),
-    "bad device": (["device=tpu"], "device must be one of"),
+    "bad device": (["device=tpu"], "Invalid value 'tpu', expected one of [auto, cpu, cuda, mps]"),
     "batch not divisible by accumulation": (["grad_accum_steps=3"], "divisible by grad_accum_steps"),
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from tinygpt.checkpoint import capture_rng, restore_rng
 from tinygpt.errors import UserError
@@ -26,10 +26,11 @@ COUNTERS: dict[str, type | tuple[type, ...]] = {
 STATES: dict[str, type] = {"model": dict, "optimizer": dict, "scaler": dict, "config": dict, "rng": dict}
 
 
-def make_ema(model: nn.Module, decay: float) -> AveragedModel:
-    """torch's AveragedModel as an EMA: the first update copies the weights, then
-    ema <- decay * ema + (1 - decay) * weights after every optimizer step."""
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+def make_ema(model: nn.Module) -> AveragedModel:
+    """torch's AveragedModel as the holder of an EMA of the weights (and buffers); the step updates it
+    with ``tinygpt.step.update_ema``: the first update copies the weights, then
+    ema <- decay * ema + (1 - decay) * weights after every applied optimizer step."""
+    return AveragedModel(model, use_buffers=True)
 
 
 def _zero(device: torch.device) -> torch.Tensor:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from tinygpt.device import autocast
 from tinygpt.loss import lm_loss
@@ -30,6 +31,7 @@ class StepSettings:
     label_smoothing: float = 0.0
     z_loss: float = 0.0
     grad_clip: float = 1.0  # 0: no clipping (the norm is still computed and logged)
+    ema_decay: float | None = None  # keep an EMA of the weights (TrainState.ema) with this decay
 
 
 @dataclass
@@ -59,10 +61,9 @@ def train_step(
     max_norm = settings.grad_clip if settings.grad_clip > 0 else float("inf")
     grad_norm = nn.utils.clip_grad_norm_(state.model.parameters(), max_norm)
     applied = torch.isfinite(grad_norm) & torch.isfinite(loss)
-    with kept_only_if(applied, lambda: update_tensors(state)):
-        state.optimizer.step()
-        if state.ema is not None:
-            state.ema.update_parameters(state.model)
+    optimizer_step_if(applied, state.optimizer)
+    if state.ema is not None:
+        update_ema(state.ema, state.model, settings.ema_decay, applied)
     state.scaler.update()  # fp16: lowers the scale after an overflow; a no-op otherwise
     state.optimizer.zero_grad(set_to_none=True)
     state.skipped_total += ~applied
@@ -97,13 +98,46 @@ def accumulate_gradients(
     return loss_sum
 
 
-def update_tensors(state: TrainState) -> list[torch.Tensor]:
-    """Every tensor an update may change: weights, optimizer state, EMA weights and count."""
-    tensors = list(state.model.parameters())
-    tensors += [v for s in state.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    if state.ema is not None:
-        tensors += [*state.ema.parameters(), state.ema.n_averaged]
-    return tensors
+def optimizer_step_if(applied: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, whose effect is kept only where ``applied`` (a () bool tensor) is true.
+
+    torch's fused kernels (AdamW/SGD with ``fused=True``, the default AdamW on CUDA here) take the
+    decision themselves, as they do for the fp16 GradScaler: ``found_inf`` skips the update on the
+    device. Any other optimizer steps, and what it changed is put back through ``torch.where``.
+    """
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = (~applied).float()
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+        return
+    with kept_only_if(applied, lambda: optimizer_tensors(optimizer)):
+        optimizer.step()
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every tensor a step may change: the parameters and the optimizer's state."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return params + [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+
+
+@torch.no_grad()
+def update_ema(ema: AveragedModel, model: nn.Module, decay: float, applied: torch.Tensor) -> None:
+    """ema <- ema + w * (weights - ema), on the device: w is 1 for the first update (a copy), then
+    1 - decay, and 0 when the step was skipped.
+
+    torch's AveragedModel holds the averaged copy; its own ``update_parameters`` would ask the host
+    whether this is the first update, a sync on every step.
+    """
+    first = ema.n_averaged == 0
+    weight = torch.where(first, 1.0, 1.0 - decay) * applied  # () float
+    averaged = [*ema.module.parameters(), *ema.module.buffers()]
+    current = [*model.parameters(), *model.buffers()]
+    delta = torch._foreach_sub(current, averaged)
+    torch._foreach_mul_(delta, weight)
+    torch._foreach_add_(averaged, delta)
+    ema.n_averaged += applied
 
 
 @contextlib.contextmanager

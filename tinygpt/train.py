@@ -190,7 +190,7 @@ def build_job(
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    ema = make_ema(model) if cfg.ema_decay is not None else None
     state = TrainState(model, optimizer, scaler, ema)
     if ckpt is not None:
         state.restore(ckpt, run_dir / "ckpt.pt")
