@@ -148,3 +148,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
     accumulate_gradients(model, x, y, StepSettings(), scaler)
     for name, g in _grads(model).items():
         torch.testing.assert_close(g, plain[name])
+
+
+def test_the_ema_lives_on_the_models_device():
+    """Its count too: a count left on the CPU breaks the first EMA update of a GPU run."""
+    model = build_model().to("meta")
+    ema = make_ema(model)
+    assert ema.n_averaged.device.type == "meta"
+    assert all(p.device.type == "meta" for p in ema.parameters())

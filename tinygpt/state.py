@@ -30,7 +30,8 @@ def make_ema(model: nn.Module) -> AveragedModel:
     """torch's AveragedModel as the holder of an EMA of the weights (and buffers); the step updates it
     with ``tinygpt.step.update_ema``: the first update copies the weights, then
     ema <- decay * ema + (1 - decay) * weights after every applied optimizer step."""
-    return AveragedModel(model, use_buffers=True)
+    device = next(model.parameters()).device  # n_averaged too: AveragedModel makes it on the CPU otherwise
+    return AveragedModel(model, device=device, use_buffers=True)
 
 
 def _zero(device: torch.device) -> torch.Tensor:
