@@ -10,10 +10,11 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_train, run_cli, set_keys, start_cli
+from conftest import REPO, TINY, build_model, compose_train, run_cli, set_keys, start_cli
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.errors import UserError
+from tinygpt.flops import flops_per_token
 from tinygpt.model import GPT
 from tinygpt.train import train
 
@@ -56,6 +57,9 @@ def test_metrics_carry_grad_norm_tokens_and_ema_val_loss(tmp_path):
     logs = metrics(tmp_path, "train_loss")
     assert all(r["grad_norm"] > 0 for r in logs)
     assert [r["tokens_seen"] for r in logs] == [4 * 32 * s for s in (1, 2, 3, 4)]  # batch 4 x block 32
+    per_token = flops_per_token(build_model(vocab_size=74), 32)  # the embedded corpus has 74 characters
+    assert all(r["tflops"] == pytest.approx(r["tokens_per_s"] * per_token / 1e12) for r in logs)
+    assert all("mfu" not in r for r in logs)  # no peak is known for a CPU without measuring it
     evals = metrics(tmp_path, "val_loss")
     assert [r["step"] for r in evals] == [2, 4] and all("ema_val_loss" in r for r in evals)
     ckpt = load_checkpoint(tmp_path / "ckpt.pt")

@@ -42,6 +42,7 @@ from tinygpt.distributed import (
 )
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
+from tinygpt.flops import flops_per_token, gpu_peak
 from tinygpt.jsonconfig import with_json_config
 from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
@@ -92,6 +93,8 @@ class Job:
     settings: StepSettings
     config: dict[str, Any]  # the resolved config: effective_config.json and every checkpoint's copy
     logger: Any = field(default_factory=NullLogger)
+    flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
+    peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
     val_loss: float = math.nan  # the latest evaluation
     skipped_logged: int = 0  # skipped updates already reported
 
@@ -215,6 +218,8 @@ def build_job(
         settings=StepSettings(**{f.name: cfg[f.name] for f in fields(StepSettings)}),
         config=resolved(cfg),
         skipped_logged=state.counters()["skipped_total"],
+        flops_per_token=flops_per_token(model, cfg.model.block_size),
+        peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
     )
     if world.is_main:
         start_run_dir(job)
@@ -262,7 +267,7 @@ def stop_if_diverged(job: Job) -> None:
 def train_record(job: Job, stats: StepStats, lr: float, block_size: int, tokens_per_s: float) -> dict:
     """The metrics.jsonl record of a training step: a new training metric is added here."""
     state = job.state
-    return dict(
+    record = dict(
         time=time.time(),
         step=state.step,
         train_loss=stats.loss.item(),
@@ -272,7 +277,11 @@ def train_record(job: Job, stats: StepStats, lr: float, block_size: int, tokens_
         tokens_seen=state.tokens_seen,
         block_size=block_size,
         skipped_steps=int(state.skipped_total.item()),
+        tflops=tokens_per_s * job.flops_per_token / 1e12,  # achieved, at this step's block size
     )
+    if job.peak_flops:
+        record["mfu"] = record["tflops"] * 1e12 / job.peak_flops
+    return record
 
 
 def log_training(
@@ -294,13 +303,14 @@ def log_training(
         )
         job.skipped_logged = record["skipped_steps"]
     log.info(
-        "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s",
+        "step %d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %s",
         record["step"],
         job.cfg.max_steps,
         record["train_loss"],
         lr,
         record["grad_norm"],
         tokens_per_s,
+        f"MFU {100 * record['mfu']:.1f}%" if "mfu" in record else f"{record['tflops']:.2f} TFLOP/s",
         extra={STEP_LINE: True},
     )
     if show_progress is not None:  # on a terminal the bar replaces the step lines
