@@ -34,6 +34,7 @@ class Choice(str, Enum):
 
 Device = Choice("Device", {name: name for name in DEVICES})
 Precision = Choice("Precision", {name: name for name in DTYPES})
+CompileMode = Choice("CompileMode", {m: m for m in ("default", "reduce-overhead", "max-autotune")})
 
 
 @dataclass
@@ -59,6 +60,7 @@ class TrainSchema:
     resume: Any = MISSING  # true | false | auto
     precision: Precision = MISSING
     compile: bool = MISSING
+    compile_mode: CompileMode = MISSING
     grad_checkpointing: bool = MISSING
     label_smoothing: float = MISSING
     z_loss: float = MISSING

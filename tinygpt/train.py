@@ -212,7 +212,7 @@ def build_job(
         device=device,
         data=data,
         state=state,
-        forward=torch.compile(forward) if cfg.compile else forward,
+        forward=torch.compile(forward, mode=str(cfg.compile_mode)) if cfg.compile else forward,
         no_sync=ddp.no_sync if ddp else contextlib.nullcontext,
         lr_factor=lr_factor,
         settings=StepSettings(**{f.name: cfg[f.name] for f in fields(StepSettings)}),
