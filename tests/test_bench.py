@@ -21,6 +21,8 @@ def test_bench_times_the_training_path_and_writes_json(tmp_path, capsys):
     assert 0 < result["mfu"] < 1 and result["peak_source"] == "--peak-tflops"
     assert result["model"] == "2L-4H-32E, block 32" and result["precision"] == "fp32"
     table = capsys.readouterr().out.splitlines()
+    padded = main(["--steps", "1", "--warmup", "0", "--peak-tflops", "1", "--vocab-size", "512", *TINY])
+    assert padded["params"] - result["params"] == (512 - vocab) * 32  # a wider (tied) embedding and head
     assert table[0].startswith("| device |") and table[2].startswith("| cpu, ")
 
 

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, instead of the table/probe")
+    parser.add_argument(
+        "--vocab-size", type=int, help="build the model with this many token ids (e.g. GPT-2's 50304)"
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be >= 1 and --warmup >= 0")
@@ -63,14 +66,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
+def measure(overrides: list[str], steps: int, warmup: int, vocab_size: int | None = None) -> dict[str, Any]:
     """Build the training job for ``overrides`` and time its steps; returns the raw figures."""
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         cfg = compose("train", overrides=[*overrides, "sample_interval=0"])
     check_train_config(cfg)
     device = pick_device(cfg.device)
     with tempfile.TemporaryDirectory(prefix="tinygpt-bench-") as run_dir:
-        job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None)
+        job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=vocab_size)
         job.logger.close()
         state, block_size = job.state, cfg.model.block_size
         state.model.train()
@@ -135,7 +138,7 @@ def report(raw: dict[str, Any], peak: float | None, peak_source: str) -> dict[st
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_args(argv)
-    raw = measure(overrides, args.steps, args.warmup)
+    raw = measure(overrides, args.steps, args.warmup, args.vocab_size)
     peak, source = (
         (args.peak_tflops * 1e12, "--peak-tflops")
         if args.peak_tflops

@@ -181,13 +181,19 @@ def job_mean(job: Job) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def build_job(
-    cfg: DictConfig, run_dir: Path, world: World, device: torch.device, ckpt: dict[str, Any] | None
+    cfg: DictConfig,
+    run_dir: Path,
+    world: World,
+    device: torch.device,
+    ckpt: dict[str, Any] | None,
+    vocab_size: int | None = None,
 ) -> Job:
     """Data, model, optimizer, schedule and state from the config (restored from ``ckpt`` if given),
-    and the run directory's files."""
+    and the run directory's files. ``vocab_size`` (benchmarks) builds a larger output layer than the
+    tokenizer needs."""
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
-    model = instantiate(cfg.model)(vocab_size=data.tokenizer.vocab_size).to(device)
+    model = instantiate(cfg.model)(vocab_size=max(vocab_size or 0, data.tokenizer.vocab_size)).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
     optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
