@@ -1,0 +1,48 @@
+"""Where a training step's GPU time goes: torch.profiler over a few steps of the training path.
+
+    python benchmarks/profile_step.py [training overrides]      # e.g. the GPT-2 shape on cuda
+
+Builds the job exactly as ``python -m tinygpt.bench`` does, warms up, profiles 5 steps and prints the
+operators that take the most device time.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from torch.profiler import ProfilerActivity, profile
+
+from tinygpt.config import conf_dir
+from tinygpt.device import pick_device
+from tinygpt.distributed import SINGLE_PROCESS
+from tinygpt.step import train_step
+from tinygpt.train import build_job, job_mean, training_batch
+
+
+def main(overrides: list[str]) -> None:
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        cfg = compose("train", overrides=[*overrides, "sample_interval=0"])
+    device = pick_device(cfg.device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=50304)
+        job.logger.close()
+
+        def step() -> None:
+            x, y = training_batch(job, cfg.model.block_size)
+            train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
+            job.state.step += 1
+
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
