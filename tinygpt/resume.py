@@ -1,16 +1,23 @@
-"""Resuming: which checkpoint a run continues from (``resume=true|false|auto``), whether the run may
-continue it, and where a diverged run's good weights are."""
+"""Resuming: which checkpoint a run continues from (``resume=true|false|auto``), the config it
+continues with (the run's own recipe, plus what a resume may change), whether it may, and where a
+diverged run's good weights are."""
 
+import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+from hydra import compose
 from omegaconf import DictConfig
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.config import resolved
 from tinygpt.errors import UserError
+from tinygpt.overrides import override_key
 from tinygpt.state import check_checkpoint
+from tinygpt.untrusted import check_data
 
 
 def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -82,3 +89,84 @@ def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_v
         f"(max_skipped_steps={cfg.max_skipped_steps}); {good}. "
         "Lower optim.lr, set grad_clip, or use precision=bf16/fp32"
     )
+
+
+# What the command line may change when it resumes a run: how long it goes on, how often it reports,
+# where it runs and how it logs. Everything else is the run's recipe, kept from its checkpoint.
+CHANGEABLE_ON_RESUME = (
+    "max_steps",
+    "eval_interval",
+    "log_interval",
+    "sample_interval",
+    "sample_tokens",
+    "ckpt_interval",
+    "device",
+    "compile",
+    "compile_mode",
+    "resume",
+    "dist_timeout_s",
+    "logger.",
+    "hydra.",
+)
+
+
+def saved_overrides(ckpt: dict[str, Any], run_dir: Path) -> list[str]:
+    """The command-line overrides the run was started with: the checkpoint's, or (for a checkpoint
+    written before they were stored there) the run's .hydra/overrides.yaml."""
+    source, overrides = f"{run_dir / 'ckpt.pt'}", ckpt.get("overrides")
+    if overrides is None:
+        path = run_dir / ".hydra" / "overrides.yaml"
+        source = str(path)
+        try:
+            overrides = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else []
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); resume with the run's overrides typed out") from exc
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"{source}: the run's overrides are not a list of text; the file is damaged")
+    check_data(overrides, source)  # stored data: an interpolation there is refused, never resolved
+    per_command = ("hydra", "resume")  # where this command runs and how: never taken from the record
+    return [o for o in overrides if override_key(o).split(".")[0] not in per_command]
+
+
+def changeable(key: str) -> bool:
+    """Whether a resume may change ``key`` (a dotted key, or a group like ``logger``)."""
+    return any(
+        key == name.rstrip(".") or key.startswith(name.rstrip(".") + ".") for name in CHANGEABLE_ON_RESUME
+    )
+
+
+def resumed_config(cfg: DictConfig, run_dir: Path, typed: list[str]) -> tuple[DictConfig, list[str]]:
+    """The config a resumed run continues with, and the overrides that made it.
+
+    It is the run's own recipe (its saved overrides composed again) with the overrides ``typed`` on
+    this command line on top; a typed override that changes anything but CHANGEABLE_ON_RESUME is
+    refused, naming each key with its old and new value. Without a checkpoint to resume, ``cfg``.
+    """
+    ckpt_path = run_dir / "ckpt.pt"
+    if cfg.resume is False or not ckpt_path.exists():
+        return cfg, typed
+    saved = saved_overrides(load_checkpoint(ckpt_path), run_dir)
+    before = compose("train", overrides=saved)
+    after = compose("train", overrides=[*saved, *typed])
+    old, new = flat_items(resolved(before)), flat_items(resolved(after))
+    unset = "(unset)"
+    changed = [
+        f"{key} {old.get(key, unset)} -> {new.get(key, unset)}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, unset) != new.get(key, unset) and not changeable(key)
+    ]
+    if changed:
+        raise UserError(
+            f"cannot resume {ckpt_path}: a resume continues the run's own recipe, and this command changes "
+            f"it ({'; '.join(changed)}); drop those overrides, or start a new hydra.run.dir to change them"
+        )
+    retyped = {override_key(o) for o in typed}
+    return after, [*(o for o in saved if override_key(o) not in retyped), *typed]
+
+
+def record_resume(run_dir: Path, step: int, typed: list[str]) -> None:
+    """Append this resume to the run's history (``resumes.jsonl``): the run's record of how it was
+    started (.hydra/) is never rewritten by a resume."""
+    entry = {"time": time.time(), "from_step": step, "overrides": typed}
+    with open(run_dir / "resumes.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")

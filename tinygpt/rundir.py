@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from tinygpt.errors import UserError
 
@@ -81,14 +81,19 @@ def locked_run_dir(run_dir: Path, enabled: bool = True) -> Iterator[None]:
 
 class RunDirGuard(Callback):
     """Hydra callback (conf/train.yaml ``hydra.callbacks``): lock a single run's directory before Hydra
-    writes into it, and refuse an unwritable sweep directory before any job starts."""
+    writes into it, keep Hydra from rewriting the record (.hydra/) of a run that already holds a
+    checkpoint, and refuse an unwritable sweep directory before any job starts."""
 
     def __init__(self) -> None:
         self._lock_path: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the run directory
-            self._lock_path = _or_exit(acquire_run_dir, Path(config.hydra.run.dir))
+            self._lock_path = _or_exit(acquire_run_dir, run_dir)
+        if (run_dir / "ckpt.pt").exists():  # a resume, or a refused new run: .hydra/ keeps the first record
+            with read_write(config.hydra):
+                config.hydra.output_subdir = None
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_run_dir(self._lock_path)

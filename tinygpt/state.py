@@ -64,8 +64,9 @@ class TrainState:
         values = {name: getattr(self, name) for name in COUNTERS}
         return {k: v.item() if torch.is_tensor(v) else v for k, v in values.items()}
 
-    def to_checkpoint(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Everything a resume needs, in types ``torch.load(weights_only=True)`` reads back."""
+    def to_checkpoint(self, config: dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+        """Everything a resume needs, in types ``torch.load(weights_only=True)`` reads back: the state,
+        the resolved config, and the command-line overrides that composed it."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -74,6 +75,7 @@ class TrainState:
             "ema_n_averaged": self.ema.n_averaged if self.ema is not None else None,
             **self.counters(),
             "config": config,
+            "overrides": overrides,
             "logger_run_id": self.logger_run_id,
             "rng": capture_rng(),
         }

@@ -48,7 +48,7 @@ from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
-from tinygpt.resume import checkpoint_to_resume, stop_message
+from tinygpt.resume import checkpoint_to_resume, record_resume, resumed_config, stop_message
 from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
 from tinygpt.state import TrainState, make_ema
@@ -92,6 +92,7 @@ class Job:
     lr_factor: Callable[[int, int], float]  # (step, max_steps) -> multiplier of optim.lr
     settings: StepSettings
     config: dict[str, Any]  # the resolved config: effective_config.json and every checkpoint's copy
+    overrides: list[str] | None = None  # the command line's overrides, kept in checkpoints for resumes
     logger: Any = field(default_factory=NullLogger)
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
@@ -106,10 +107,13 @@ class Job:
         return self.state.step % interval == 0 or self.last_step
 
 
-def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -> dict[str, float]:
+def train(
+    cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS, overrides: list[str] | None = None
+) -> dict[str, float]:
     """Run (or resume) one training job into ``run_dir``; returns final and best val loss.
 
-    Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it.
+    Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it. ``overrides``
+    (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
     """
     run_dir = Path(run_dir)
     check_train_config(cfg, world.size)
@@ -117,6 +121,9 @@ def train(cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS) -
     with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
         ckpt = checkpoint_to_resume(cfg, run_dir / "ckpt.pt")
         job = build_job(cfg, run_dir, world, device, ckpt)
+        job.overrides = overrides
+        if ckpt is not None and world.is_main:
+            record_resume(run_dir, job.state.step, overrides or [])
         with contextlib.closing(job.logger):
             run_loop(job)
     if ckpt is not None and job.state.step == ckpt["step"]:
@@ -390,17 +397,17 @@ def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int) -> str:
 def save(job: Job, path: Path) -> None:
     """Rank 0 writes the whole training state to ``path``, atomically."""
     if job.world.is_main:
-        save_checkpoint(job.state.to_checkpoint(job.config), path)
+        save_checkpoint(job.state.to_checkpoint(job.config, job.overrides), path)
 
 
 # ---- the command --------------------------------------------------------------------------------
 
 
-def run_sweep_job(cfg: DictConfig, run_dir: Path) -> float:
+def run_sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
     """One job of a multirun: a failure is written to ``error.txt`` and logged, and the sweep goes on;
     the returned NaN tells a sweeper (e.g. Optuna) that the trial failed."""
     try:
-        return train(cfg, run_dir)["best_val_loss"]
+        return train(cfg, run_dir, overrides=overrides)["best_val_loss"]
     except Exception as exc:
         user_error = find_user_error(exc)
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
@@ -433,18 +440,20 @@ def shared_run_dir(own_dir: Path, world: World) -> Path:
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    typed = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         world = init_world(cfg.device, cfg.dist_timeout_s)
         try:
             run_dir = shared_run_dir(run_dir, world)
             if not world.is_main:
                 log.setLevel(logging.WARNING)  # rank 0 alone reports progress
-            return train(cfg, run_dir, world)["best_val_loss"]
+            cfg, overrides = resumed_config(cfg, run_dir, typed)  # a resume keeps the run's own recipe
+            return train(cfg, run_dir, world, overrides)["best_val_loss"]
         finally:
             close_world(world)
     if "group" in cfg.logger and cfg.logger.group is None:
         cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # W&B groups a sweep's jobs together
-    return run_sweep_job(cfg, run_dir)
+    return run_sweep_job(cfg, run_dir, typed)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""A resume continues the same run: the run's own recipe, changed only where a resume may change it,
+and the run's record of how it was started never rewritten."""
+
+import json
+
+import torch
+from conftest import TINY, run_cli
+
+RECIPE = ["schedule=wsd", "optim=lion", "batch_size=8", "model.n_layer=3"]
+
+
+def start_run(run_dir, *extra):
+    proc = run_cli(*TINY, *RECIPE, "max_steps=4", "eval_interval=2", f"hydra.run.dir={run_dir}", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def record(run_dir):
+    """What a refused command must leave as it was (the log file aside: it logs the refusal)."""
+    files = (p for p in run_dir.rglob("*") if p.is_file() and p.name != "train.log")
+    return {p.relative_to(run_dir): p.read_bytes() for p in files}
+
+
+def test_a_resume_keeps_the_runs_recipe_without_retyping_it(tmp_path):
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    hydra_record = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6")  # nothing else retyped
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((run_dir / "effective_config.json").read_text())
+    assert config["schedule"]["_target_"] == "tinygpt.schedule.wsd"
+    assert config["optim"]["_target_"] == "tinygpt.optim.Lion"
+    assert (config["batch_size"], config["model"]["n_layer"], config["max_steps"]) == (8, 3, 6)
+    assert config["model"]["n_embd"] == 32  # TINY's shape, not the default's
+    assert torch.load(run_dir / "ckpt.pt", weights_only=True)["step"] == 6
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == hydra_record
+    history = [json.loads(line) for line in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and history[0]["from_step"] == 4 and "max_steps=6" in history[0]["overrides"]
+
+
+def test_a_resume_that_changes_the_recipe_is_refused_naming_each_key(tmp_path):
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    before = record(run_dir)
+    proc = run_cli(
+        f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6", "batch_size=16", "model.n_layer=2"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "batch_size 8 -> 16" in error and "model.n_layer 3 -> 2" in error
+    assert "max_steps" not in error  # extending a run is what a resume is for
+    assert record(run_dir) == before
+
+
+def test_a_refused_new_run_into_a_used_directory_leaves_its_record(tmp_path):
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    before = record(run_dir)
+    proc = run_cli(*TINY, "max_steps=2", "seed=5", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert record(run_dir) == before
+
+
+def test_a_checkpoint_from_before_overrides_were_stored_resumes_from_the_hydra_record(tmp_path):
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    state = torch.load(run_dir / "ckpt.pt", weights_only=True)
+    del state["overrides"]
+    torch.save(state, run_dir / "ckpt.pt")
+    proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        json.loads((run_dir / "effective_config.json").read_text())["optim"]["_target_"]
+        == "tinygpt.optim.Lion"
+    )
+
+
+def test_stored_overrides_are_data_an_interpolation_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    state = torch.load(run_dir / "ckpt.pt", weights_only=True)
+    state["overrides"].append("seed=${oc.create:{_target_: builtins.open, _args_: [pwned.txt, w]}}")
+    torch.save(state, run_dir / "ckpt.pt")
+    proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6", cwd=tmp_path)
+    assert proc.returncode == 2 and "interpolation" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "pwned.txt").exists()
