@@ -18,8 +18,6 @@ is a ``_target_`` anywhere but on a config group's node (where it only picks the
 
 import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from tinygpt.config import conf_dir
-from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.errors import UserError
 from tinygpt.overrides import hydra_value, override_key, parse_override
 from tinygpt.untrusted import check_data, nodes
 
@@ -101,18 +99,6 @@ def splice_json_config(args: list[str]) -> list[str]:
     kept = [o for o in json_overrides(found[0].split("=", 1)[1]) if not _within(_dotted_key(o), cli_keys)]
     at = args.index(found[0])
     return [*args[:at], *kept, *args[at + 1 :]]
-
-
-def with_json_config(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
-    """Let a ``@hydra.main`` entry point take ``config_json=FILE`` (spliced into sys.argv first)."""
-
-    @exit_on_user_error
-    @functools.wraps(hydra_main)
-    def main() -> Any:
-        sys.argv[1:] = splice_json_config(sys.argv[1:])
-        return hydra_main()
-
-    return main
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from tinygpt.argv import with_command_line
 from tinygpt.checkpoint import remove_partial_checkpoints, save_checkpoint
 from tinygpt.config import check_train_config, conf_dir, resolved
 from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, get_batch
@@ -43,7 +44,6 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
-from tinygpt.jsonconfig import with_json_config
 from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
@@ -434,7 +434,7 @@ def shared_run_dir(own_dir: Path, world: World) -> Path:
     return run_dir
 
 
-@with_json_config  # config_json=FILE: the JSON's keys become overrides before Hydra reads the command line
+@with_command_line  # flat keys, config_json=FILE and typos handled before Hydra reads the command line
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
