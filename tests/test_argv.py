@@ -39,3 +39,9 @@ def test_flat_keys_train(tmp_path):
     proc = run_cli(*TINY, "max_steps=1", "n_layer=1", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert '"n_layer": 1' in (tmp_path / "effective_config.json").read_text()
+
+
+def test_hydra_flags_pass_through(tmp_path):
+    proc = run_cli("-m", *TINY, "max_steps=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]

@@ -60,7 +60,7 @@ def translate_argv(args: list[str]) -> list[str]:
             out += args[i : i + 2]
             i += 2
             continue
-        out += arg if arg.startswith("-") else translate(arg)
+        out += [arg] if arg.startswith("-") else translate(arg)
         i += 1
     return out
 
