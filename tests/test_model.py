@@ -1,10 +1,13 @@
 """The model's defining properties: causality, windows, RoPE, GQA, tying, sizes."""
 
+import re
+
 import pytest
 import torch
 from conftest import ATTENTION_VARIANTS, build_model, compose_train
 from hydra.utils import instantiate
 
+from tinygpt.errors import UserError
 from tinygpt.model.gpt import window_mask
 from tinygpt.model.pos import RoPE
 
@@ -146,3 +149,19 @@ def test_swiglu_hidden_size_rounds_up_like_llama():
 
     assert swiglu_hidden_size(128, 64) == 384  # 2/3 * 512 = 341 -> 384
     assert swiglu_hidden_size(4096, 256) == 11008  # Llama-7B's hidden size
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ["model.n_embd=30"],
+        ["model=llama", "model.n_head=3"],
+        ["model=llama", "model.n_head=3", "model.n_embd=129"],
+    ],
+)
+def test_the_suggested_width_satisfies_every_rule(shape):
+    with pytest.raises(UserError, match=r"try model.n_embd=(\d+)") as refused:
+        build_model(*shape)
+    suggested = re.search(r"try model.n_embd=(\d+)", str(refused.value)).group(1)
+    model = build_model(*shape, f"model.n_embd={suggested}")  # builds: the advice works
+    assert model.transformer.wte.weight.shape[1] == int(suggested)

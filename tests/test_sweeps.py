@@ -144,3 +144,12 @@ def test_wandb_offline_logs_the_metrics_and_resume_continues_the_same_run(tmp_pa
     train(set_keys(compose_train("logger=wandb", "max_steps=4"), resume=True), tmp_path)
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 2 and len({p.stem for p in runs}) == 1  # the same run id, continued
+
+
+def test_wandb_without_a_login_says_how_to_log_in_or_go_offline(tmp_path, monkeypatch):
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    env = {"HOME": str(tmp_path), "WANDB_DIR": str(tmp_path)}  # no ~/.netrc: no login
+    proc = run_cli(*TINY, "max_steps=1", "logger=wandb", f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "wandb login" in proc.stderr and "WANDB_MODE=offline" in proc.stderr

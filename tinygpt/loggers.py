@@ -62,7 +62,7 @@ class WandbLogger(MetricsLogger):
         except ImportError as exc:
             raise UserError("logger=wandb needs wandb: pip install 'tinygpt[wandb]'") from exc
         self._wandb = wandb
-        self.run = wandb.init(
+        self.run = self._start(
             project=project,
             entity=entity,
             group=group,
@@ -75,6 +75,16 @@ class WandbLogger(MetricsLogger):
         )
         self.run_id = self.run.id
         self._samples: list[list[Any]] = []
+
+    def _start(self, **settings: Any) -> Any:
+        """``wandb.init``; a missing login is a user's fix, said in one line."""
+        try:
+            return self._wandb.init(**settings)
+        except self._wandb.errors.UsageError as exc:
+            raise UserError(
+                f"logger=wandb could not start a W&B run ({exc}); log in with `wandb login` (or set "
+                "WANDB_API_KEY), or log locally with WANDB_MODE=offline (WANDB_MODE=disabled: no W&B at all)"
+            ) from exc
 
     def log(self, record: dict[str, Any]) -> None:
         super().log(record)

@@ -148,7 +148,10 @@ class GPT(nn.Module):
     ):
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
-        check_shape(vocab_size, n_layer, n_head, n_kv_head, n_embd, block_size, dropout, sliding_window)
+        head_multiple = getattr(getattr(pos, "func", pos), "head_multiple", 1)  # RoPE: an even head size
+        check_shape(
+            vocab_size, n_layer, n_head, n_kv_head, n_embd, block_size, dropout, sliding_window, head_multiple
+        )
         self.block_size = block_size
         self.n_layer = n_layer
         self.sliding_window = sliding_window
@@ -229,8 +232,10 @@ def check_shape(
     block_size: int,
     dropout: float,
     sliding_window: int | None,
+    head_multiple: int = 1,
 ) -> None:
-    """Refuse impossible model shapes with a message that names the key and the fix."""
+    """Refuse impossible model shapes with a message that names the key and a fix that satisfies every
+    rule (``head_multiple``: what the head size must be a multiple of, 2 for RoPE)."""
     for key, value in dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size).items():
         if value < 1:
             raise UserError(f"model.{key} must be a positive integer, got {value}")
@@ -238,10 +243,12 @@ def check_shape(
         raise UserError(f"model.n_kv_head must be a positive integer or null, got {n_kv_head}")
     if vocab_size < 1:
         raise UserError(f"vocab_size must be positive, got {vocab_size}")
-    if n_embd % n_head:
+    if n_embd % n_head or (n_embd // n_head) % head_multiple:
+        head = head_multiple * max(1, round(n_embd / n_head / head_multiple))
+        rope = f", with a head size divisible by {head_multiple} for RoPE" if head_multiple > 1 else ""
         raise UserError(
-            f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head}); "
-            f"try model.n_embd={n_head * max(1, round(n_embd / n_head))}"
+            f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head}){rope}; "
+            f"try model.n_embd={n_head * head}"
         )
     if n_head % n_kv_head:
         raise UserError(

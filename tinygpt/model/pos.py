@@ -11,6 +11,8 @@ limit (``extend`` grows its tables), which is what lets generation run on past b
 import torch
 from torch import nn
 
+from tinygpt.errors import UserError
+
 
 class LearnedPositions(nn.Embedding):
     """GPT-2's ``wpe``: one learned vector per absolute position."""
@@ -35,11 +37,12 @@ class RoPE(nn.Module):
     """
 
     max_positions: int | None = None  # any position can be rotated once ``extend`` has built its table
+    head_multiple = 2  # it rotates pairs of a head's dimensions: GPT checks the head size against this
 
     def __init__(self, block_size: int, n_embd: int, head_dim: int, base: float = 10000.0):
         super().__init__()
         if head_dim % 2:
-            raise ValueError(f"RoPE needs an even head size, got n_embd/n_head = {head_dim}")
+            raise UserError(f"RoPE needs an even head size (model.n_embd / model.n_head), got {head_dim}")
         self.base = base
         self.head_dim = head_dim
         cos, sin = self._tables(block_size)
