@@ -186,3 +186,14 @@ def test_user_mistakes_get_one_clear_line(case, tmp_path):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (run_dir / "ckpt.pt").exists()
+
+
+def test_a_run_ends_with_a_summary_and_warns_when_warmup_outlasts_it(tmp_path):
+    proc = run_cli(*TINY, "max_steps=6", "eval_interval=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    log = proc.stdout + proc.stderr
+    assert "schedule.warmup_steps=100 >= max_steps=6" in log
+    [summary] = [line for line in log.splitlines() if "done: 6 steps" in line]
+    assert f"python -m tinygpt.generate run={tmp_path}" in summary and "val loss" in summary
+    proc = run_cli(*TINY, "max_steps=6", "schedule.warmup_steps=2", f"hydra.run.dir={tmp_path / 'b'}")
+    assert "warmup_steps" not in proc.stdout + proc.stderr

@@ -97,6 +97,7 @@ class Job:
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
     val_loss: float = math.nan  # the latest evaluation
+    tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported
 
     @property
@@ -128,6 +129,8 @@ def train(
             run_loop(job)
     if ckpt is not None and job.state.step == ckpt["step"]:
         log.info("nothing to do: the run already reached max_steps=%d", cfg.max_steps)
+    elif world.is_main:
+        log_summary(job)
     return {"val_loss": job.val_loss, "best_val_loss": job.state.best_val_loss, "step": job.state.step}
 
 
@@ -136,6 +139,7 @@ def run_loop(job: Job) -> None:
     cfg, state = job.cfg, job.state
     curriculum_steps = cfg.curriculum_steps if cfg.curriculum_steps is not None else cfg.max_steps // 2
     throughput = Throughput(state.tokens_seen)
+    whole_run = Throughput(state.tokens_seen)
     state.model.train()
     with progress_bar(cfg.max_steps, state.step, enabled=job.world.is_main) as show_progress:
         while state.step < cfg.max_steps:
@@ -153,13 +157,14 @@ def run_loop(job: Job) -> None:
                 stop_if_diverged(job)
             if job.due(cfg.log_interval):
                 log_training(job, stats, lr, block_size, throughput.rate(state.tokens_seen), show_progress)
-            with throughput.paused():
+            with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
                     evaluate_and_keep_best(job, lr)
                 if job.world.is_main and cfg.sample_interval and job.due(cfg.sample_interval):
                     log_sample(job)
                 if job.due(cfg.ckpt_interval):
                     save(job, job.run_dir / "ckpt.pt")
+    job.tokens_per_s = whole_run.rate(state.tokens_seen)
 
 
 def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +189,20 @@ def job_mean(job: Job) -> Callable[[torch.Tensor], torch.Tensor]:
     return (lambda t: sum_over_ranks(t, world) / world.size) if world.distributed else (lambda t: t)
 
 
+def log_summary(job: Job) -> None:
+    """The end of a run in one line: where it is, how it did, and how to sample from it."""
+    log.info(
+        "done: %d steps in %s | val loss %.4f (best %.4f) | %.0f tok/s | sample from it: "
+        "python -m tinygpt.generate run=%s",
+        job.state.step,
+        job.run_dir,
+        job.val_loss,
+        job.state.best_val_loss,
+        job.tokens_per_s,
+        job.run_dir,
+    )
+
+
 # ---- building a job -----------------------------------------------------------------------------
 
 
@@ -205,6 +224,15 @@ def build_job(
     optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
+    warmup = cfg.schedule.get("warmup_steps", 0)
+    if warmup >= cfg.max_steps:
+        log.warning(
+            "schedule.warmup_steps=%d >= max_steps=%d: the learning rate never reaches optim.lr and the run "
+            "learns little; lower schedule.warmup_steps (e.g. %d)",
+            warmup,
+            cfg.max_steps,
+            max(cfg.max_steps // 10, 1),
+        )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     ema = make_ema(model) if cfg.ema_decay is not None else None
     state = TrainState(model, optimizer, scaler, ema)
