@@ -152,14 +152,16 @@ def test_memmap_and_in_ram_give_identical_batches(tmp_path, shakespeare):
 # --- corpora: folders, separate validation text, downloads ------------------------------------------
 
 
-def test_a_folder_is_its_txt_files_in_order_separated_by_end_of_text(tmp_path):
+def test_a_folder_is_its_txt_files_in_order_separated_by_end_of_text(tmp_path, caplog):
     folder = tmp_path / "books"
     write(folder / "b.txt", "second book\n" * 30)
     write(folder / "a.txt", "first book\n" * 30)
     write(folder / "sub" / "c.txt", "third book\n" * 30)
     write(folder / "notes.md", "not a text file of the corpus")
     bpe = functools.partial(BPETokenizer.train, vocab_size=300)
-    data = load_text_data(bpe, folder, cache_dir=tmp_path / "cache", val_fraction=0.05)
+    with caplog.at_level("INFO"):
+        data = load_text_data(bpe, folder, cache_dir=tmp_path / "cache", val_fraction=0.05)
+    assert f"tokenizing 3 files ({folder / 'a.txt'} ... {folder / 'sub' / 'c.txt'})" in caplog.text
     ids = np.concatenate([data.train, data.val])
     assert data.tokenizer.decode(ids) == EOT.join(
         ["first book\n" * 30, "second book\n" * 30, "third book\n" * 30]

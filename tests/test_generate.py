@@ -425,3 +425,22 @@ def test_the_command_line_reports_mistakes_without_a_traceback(
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_sweep_directory_names_its_runs(tmp_path):
+    for job in ("0", "1"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "ckpt.pt").write_bytes(b"")
+    proc = run_cli(f"run={tmp_path}", "prompt=a", module="tinygpt.generate")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        f"is a sweep's directory, not a run; pass one of its 2 runs: {tmp_path / '0'}, {tmp_path / '1'}"
+        in proc.stderr
+    )
+
+
+def test_help_shows_the_sampling_keys_not_the_training_groups():
+    proc = run_cli("--help", module="tinygpt.generate")
+    assert proc.returncode == 0
+    assert "max_new_tokens: 200" in proc.stdout and "top_p" in proc.stdout
+    assert "optim" not in proc.stdout and "model/norm" not in proc.stdout

@@ -259,8 +259,10 @@ def test_a_terminal_gets_a_progress_bar_and_the_log_file_keeps_every_line(tmp_pa
     assert "step 2/6 |" in (run_dir / "train.log").read_text()  # ... but the log file keeps them
 
 
-def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
+def test_compile_mode_reaches_torch_compile_and_the_wait_is_announced(tmp_path, monkeypatch, caplog):
     modes = []
     monkeypatch.setattr(torch, "compile", lambda module, mode=None: modes.append(mode) or module)
-    train(compose_train("compile=true", "compile_mode=reduce-overhead", "max_steps=1"), tmp_path)
+    with caplog.at_level("INFO", logger="tinygpt"):
+        train(compose_train("compile=true", "compile_mode=reduce-overhead", "max_steps=1"), tmp_path)
     assert modes == ["reduce-overhead"]
+    assert "compiling the model (mode reduce-overhead)" in caplog.text

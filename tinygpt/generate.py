@@ -59,6 +59,7 @@ def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: s
         )
     if ckpt not in CHECKPOINTS:
         raise UserError(f"ckpt must be one of {', '.join(CHECKPOINTS)}, got {ckpt!r}")
+    check_not_a_sweep(run_dir)
     torch_device = pick_device(device)
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     path = run_dir / CHECKPOINTS[ckpt]
@@ -77,6 +78,20 @@ def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: s
     check_finite(model, f"the {weights} in {path}")
     log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
     return Loaded(model.to(torch_device).eval(), tokenizer)
+
+
+def check_not_a_sweep(run_dir: Path) -> None:
+    """A sweep's directory holds runs, not a run: name them instead of failing on a missing tokenizer."""
+    if (run_dir / "tokenizer.json").exists():
+        return
+    jobs = sorted(
+        (p for p in run_dir.iterdir() if (p / "ckpt.pt").is_file()), key=lambda p: (len(p.name), p.name)
+    )
+    if jobs:
+        shown = ", ".join(str(p) for p in jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+        raise UserError(
+            f"{run_dir} is a sweep's directory, not a run; pass one of its {len(jobs)} runs: {shown}"
+        )
 
 
 def model_config(state: dict[str, Any], ckpt_path: Path) -> tuple[dict[str, Any], str]:

@@ -246,6 +246,11 @@ def build_job(
         else None
     )
     forward = ddp or model
+    if cfg.compile:
+        log.info(
+            "compiling the model (mode %s): the first steps take a while, often a minute or more",
+            cfg.compile_mode,
+        )
     job = Job(
         cfg=cfg,
         run_dir=run_dir,

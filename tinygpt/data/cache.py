@@ -186,7 +186,9 @@ def build_entry(
     """Tokenize the documents into ``entry``, a folder made in one rename once it is complete and
     both splits have at least ``min_tokens`` tokens. The caller holds the entry's lock."""
     total = _total_bytes(train_docs, val_docs)
-    log.info("tokenizing %s (%.1f MB) with %s", train_docs[0], total / 1e6, identity["tokenizer"]["target"])
+    docs = [*train_docs, *(val_docs or [])]
+    what = str(docs[0]) if len(docs) == 1 else f"{len(docs)} files ({docs[0]} ... {docs[-1]})"
+    log.info("tokenizing %s, %.1f MB, with %s", what, total / 1e6, identity["tokenizer"]["target"])
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
