@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from tinygpt.data.download import cache_folder
 from tinygpt.data.text import check_documents, read_chunks
 from tinygpt.data.tokenizers import Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
@@ -92,20 +93,7 @@ def cached_tokens(
 
 def tokens_folder(cache_root: Path) -> Path:
     """``<cache_root>/tokens``, created if needed."""
-    folder = cache_root / "tokens"
-    if folder.exists() and not folder.is_dir():
-        raise UserError(
-            f"the token cache folder {folder} is a file; delete it (the cache is rebuilt as needed) "
-            "or set data.cache_dir to another folder"
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create the token cache folder {folder} ({exc.strerror}); set data.cache_dir to a "
-            "folder you can write to"
-        ) from exc
-    return folder
+    return cache_folder(cache_root / "tokens", "token cache", "the cache is rebuilt as needed")
 
 
 def remove_leftovers(folder: Path) -> None:

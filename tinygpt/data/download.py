@@ -45,7 +45,7 @@ def fetch(url: str, sha256: str | None, cache_root: Path) -> Path:
     folder, locks = cache_root / "downloads", cache_root / "download-locks"
     target = folder / f"{tag}-{name}"
     for path in (folder, locks):
-        _make_folder(path)
+        cache_folder(path, "download cache", "downloads are fetched again as needed")
     remove_leftovers(folder, locks)
     if _reuse(target, sha256):
         return target
@@ -86,19 +86,22 @@ def _reuse(target: Path, sha256: str | None) -> bool:
     return True
 
 
-def _make_folder(folder: Path) -> None:
+def cache_folder(folder: Path, what: str, refilled: str) -> Path:
+    """``folder`` of the cache, created if needed; a file in its place, or a folder that cannot be made,
+    is a one-line error (``what``: "download cache"; ``refilled``: how its content comes back)."""
     if folder.exists() and not folder.is_dir():
         raise UserError(
-            f"the download cache folder {folder} is a file; delete it (downloads are fetched again as "
-            "needed) or set data.cache_dir to another folder"
+            f"the {what} folder {folder} is a file; delete it ({refilled}) or set data.cache_dir to another "
+            "folder"
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(
-            f"cannot create the download cache folder {folder} ({exc.strerror}); set data.cache_dir to "
-            "a folder you can write to"
+            f"cannot create the {what} folder {folder} ({exc.strerror}); set data.cache_dir to a folder you "
+            "can write to"
         ) from exc
+    return folder
 
 
 def _download(url: str, sha256: str | None, target: Path) -> None:
