@@ -7,9 +7,10 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 
 .PHONY: train test lint clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e '.[dev,bnb,wandb,sweeps,report]'
+	# compat: the checkout goes on sys.path, so a clone in a folder named tinygpt cannot shadow the package
+	$(PIP_INSTALL) --config-settings editable_mode=compat -e '.[dev,bnb,wandb,sweeps,report]'
 	touch $@
 
 train: $(VENV)/.installed

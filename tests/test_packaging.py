@@ -65,3 +65,14 @@ def test_wheel_trains_from_another_directory(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (elsewhere / "run" / "ckpt.pt").is_file()
+
+
+def test_a_clone_in_a_folder_named_tinygpt_does_not_shadow_the_package(tmp_path):
+    """Python started from the clone's parent folder finds the folder `tinygpt` first; as a namespace
+    package it would hide the real one (`cannot import name ... (unknown location)`)."""
+    (tmp_path / "tinygpt").symlink_to(REPO, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the environment as installed
+    code = "from tinygpt.data import load_tokenizer; import tinygpt; print(tinygpt.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("__init__.py")
