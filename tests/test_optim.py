@@ -82,7 +82,7 @@ def test_adamw_takes_foreach_on_cpu_and_adamw8bit_keeps_its_state_in_uint8():
 
 def test_missing_optional_parts_are_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # "import bitsandbytes" raises ImportError
-    message = "optim=adamw8bit needs bitsandbytes: pip install 'tinygpt[bnb]'"
+    message = "optim=adamw8bit needs bitsandbytes: pip install -e '.[bnb]' in the checkout"
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
         build(build_model(), "optim=adamw8bit")
     monkeypatch.delattr(torch.optim, "Muon")

@@ -172,7 +172,7 @@ def test_without_matplotlib_the_markdown_is_still_written(tmp_path, monkeypatch,
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     main([str(run)])  # given run directories, the report goes to the current directory
-    assert "pip install 'tinygpt[report]'" in capsys.readouterr().out
+    assert "pip install -e '.[report]' in the checkout" in capsys.readouterr().out
     assert "loss_curves.png" not in (tmp_path / "cwd" / "report.md").read_text()
     assert os.listdir(tmp_path / "cwd") == ["report.md"]
 

@@ -60,7 +60,7 @@ class WandbLogger(MetricsLogger):
         try:
             import wandb  # imported only when chosen: it costs ~0.4 s
         except ImportError as exc:
-            raise UserError("logger=wandb needs wandb: pip install 'tinygpt[wandb]'") from exc
+            raise UserError("logger=wandb needs wandb: pip install -e '.[wandb]' in the checkout") from exc
         self._wandb = wandb
         self.run = self._start(
             project=project,

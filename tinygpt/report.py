@@ -28,7 +28,7 @@ RUN_MARKERS = ("effective_config.json", "metrics.jsonl", "error.txt")
 # Keys that differ between runs without saying anything about the experiment.
 IGNORED_KEYS = ("resume",)
 IGNORED_PREFIXES = ("hydra.",)
-PNG_HINT = "pip install 'tinygpt[report]'"
+PNG_HINT = "pip install -e '.[report]' in the checkout"
 
 
 @dataclass
