@@ -107,7 +107,8 @@ def adamw8bit(
     try:
         import bitsandbytes as bnb
     except ImportError as exc:
-        raise UserError("optim=adamw8bit needs bitsandbytes: pip install -e '.[bnb]' in the checkout") from exc
+        message = "optim=adamw8bit needs bitsandbytes: pip install -e '.[bnb]' in the checkout"
+        raise UserError(message) from exc
     finally:
         bnb_log.setLevel(level)
     return bnb.optim.AdamW8bit(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
