@@ -1,6 +1,8 @@
 """Shared helpers: compose the real config tree, shrunk so a training step takes milliseconds."""
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,9 +14,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from tinygpt.config import conf_dir
+from tinygpt.data import embedded_corpus_path
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 # A model and a recipe small enough for a 2-core CI machine.
 TINY = [
@@ -109,8 +111,14 @@ def token_cache(tmp_path_factory) -> Path:
         yield path
 
 
-@pytest.fixture
-def shakespeare() -> Path:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"{SHAKESPEARE} is not here")
-    return SHAKESPEARE
+@pytest.fixture(scope="session")
+def corpus_copy(tmp_path_factory) -> Path:
+    """A copy of the embedded corpus, standing in for a corpus to download: tests never reach the
+    network, and a fresh clone has nothing outside the repository."""
+    path = tmp_path_factory.mktemp("corpus") / "input.txt"
+    shutil.copyfile(embedded_corpus_path(), path)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

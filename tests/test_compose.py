@@ -5,9 +5,10 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import SHAKESPEARE, compose_train
+from conftest import compose_train, sha256_of
 
 from tinygpt.config import conf_dir
+from tinygpt.data import embedded_corpus_path
 from tinygpt.train import train
 
 GROUPS = [
@@ -21,11 +22,12 @@ GROUPS = [
     "data/tokenizer",
     "logger",
 ]
-# Options that need a corpus named: the shakespeare ones read the shared local copy, never the network.
+# Options that need a corpus named: the download ones fetch the embedded corpus from a file:// URL.
+CORPUS = embedded_corpus_path()
 NEEDS = {
-    ("data", "text"): [f"data.path={SHAKESPEARE}"],
-    ("data", "shakespeare_char"): [f"data.url=file://{SHAKESPEARE}"],
-    ("data", "shakespeare_bpe"): [f"data.url=file://{SHAKESPEARE}"],
+    ("data", "text"): [f"data.path={CORPUS}"],
+    ("data", "shakespeare_char"): [f"data.url=file://{CORPUS}", f"data.sha256={sha256_of(CORPUS)}"],
+    ("data", "shakespeare_bpe"): [f"data.url=file://{CORPUS}", f"data.sha256={sha256_of(CORPUS)}"],
 }
 
 
@@ -42,8 +44,6 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
 def test_option_trains_two_steps(group, option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")  # logger=wandb: no network, no account
-    if (group, option) in NEEDS and not SHAKESPEARE.is_file():
-        pytest.skip(f"{SHAKESPEARE} is not here")
     cfg = compose_train(
         f"{group}={option}", *NEEDS.get((group, option), []), "max_steps=2", "eval_interval=2"
     )

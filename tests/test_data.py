@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, run_cli, sha256_of
 
 import tinygpt.data.cache as cache_module
 import tinygpt.data.text as text_module
@@ -26,7 +26,6 @@ from tinygpt.data.tokenizers import EOT
 from tinygpt.errors import UserError
 
 CHAR = CharTokenizer.train
-SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 @pytest.fixture
@@ -108,11 +107,11 @@ CONCURRENT = textwrap.dedent(
 )
 
 
-def test_two_processes_building_the_same_cache_both_get_it(tmp_path, shakespeare):
+def test_two_processes_building_the_same_cache_both_get_it(tmp_path, corpus_copy):
     cache = tmp_path / "cache"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT, str(shakespeare), str(cache)],
+            [sys.executable, "-c", CONCURRENT, str(corpus_copy), str(cache)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -138,9 +137,9 @@ def test_token_ids_widen_to_uint32_beyond_65536_symbols(tmp_path):
     assert data.tokenizer.decode(np.concatenate([data.train, data.val])) == text
 
 
-def test_memmap_and_in_ram_give_identical_batches(tmp_path, shakespeare):
-    mapped = load_text_data(CHAR, shakespeare, cache_dir=tmp_path)
-    in_ram = load_text_data(CHAR, shakespeare, cache_dir=tmp_path, memmap=False)
+def test_memmap_and_in_ram_give_identical_batches(tmp_path, corpus_copy):
+    mapped = load_text_data(CHAR, corpus_copy, cache_dir=tmp_path)
+    in_ram = load_text_data(CHAR, corpus_copy, cache_dir=tmp_path, memmap=False)
     assert isinstance(mapped.train, np.memmap) and not isinstance(in_ram.train, np.memmap)
     for sampling in ("random", "epoch"):
         for index in (0, 7):
@@ -189,20 +188,19 @@ def test_embedded_corpus_is_the_default_of_data_tiny(tmp_path):
     assert data.tokenizer.vocab_size == 74 and len(data.train) + len(data.val) > 500_000
 
 
-def test_shakespeare_downloads_once_from_its_url_and_checks_sha256(
-    tmp_path, shakespeare, builds, monkeypatch
-):
-    url = f"file://{shakespeare}"
-    data = load_downloaded(CHAR, url=url, sha256=SHAKESPEARE_SHA256, cache_dir=tmp_path)
-    assert data.tokenizer.vocab_size == 65 and len(data.train) + len(data.val) == 1_115_394
+def test_a_corpus_downloads_once_from_its_url_and_checks_sha256(tmp_path, corpus_copy, builds, monkeypatch):
+    url, digest = f"file://{corpus_copy}", sha256_of(corpus_copy)
+    data = load_downloaded(CHAR, url=url, sha256=digest, cache_dir=tmp_path)
+    text = corpus_copy.read_text()
+    assert data.tokenizer.vocab_size == len(set(text)) and len(data.train) + len(data.val) == len(text)
     (copy,) = (tmp_path / "downloads").iterdir()
-    assert copy.read_bytes() == shakespeare.read_bytes()
+    assert copy.read_bytes() == corpus_copy.read_bytes()
 
     def no_network(*args, **kwargs):
         raise AssertionError("downloaded twice")
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
-    load_downloaded(CHAR, url=url, sha256=SHAKESPEARE_SHA256, cache_dir=tmp_path)
+    load_downloaded(CHAR, url=url, sha256=digest, cache_dir=tmp_path)
     assert len(builds) == 1  # no second download, no second tokenization
 
 
@@ -212,9 +210,10 @@ def test_a_local_path_wins_over_the_download(tmp_path):
     assert data.tokenizer.decode(data.train[:12]) == "my own copy\n"
 
 
-def test_download_with_a_wrong_checksum_is_refused_and_not_kept(tmp_path, shakespeare):
-    with pytest.raises(UserError, match=r"sha256 86c4e6aa.*expects 0000.*put a copy at .*downloads"):
-        load_downloaded(CHAR, url=f"file://{shakespeare}", sha256="0" * 64, cache_dir=tmp_path)
+def test_download_with_a_wrong_checksum_is_refused_and_not_kept(tmp_path, corpus_copy):
+    digest = sha256_of(corpus_copy)
+    with pytest.raises(UserError, match=rf"sha256 {digest[:8]}.*expects 0000.*put a copy at .*downloads"):
+        load_downloaded(CHAR, url=f"file://{corpus_copy}", sha256="0" * 64, cache_dir=tmp_path)
     assert list((tmp_path / "downloads").iterdir()) == []
 
 
@@ -223,12 +222,13 @@ def test_offline_download_says_where_to_put_the_file(tmp_path):
         load_downloaded(CHAR, url="http://127.0.0.1:9/input.txt", sha256="0" * 64, cache_dir=tmp_path)
 
 
-def test_a_wrong_file_put_in_the_cache_by_hand_is_refused(tmp_path, shakespeare):
-    load_downloaded(CHAR, url=f"file://{shakespeare}", sha256=SHAKESPEARE_SHA256, cache_dir=tmp_path)
+def test_a_wrong_file_put_in_the_cache_by_hand_is_refused(tmp_path, corpus_copy):
+    url, digest = f"file://{corpus_copy}", sha256_of(corpus_copy)
+    load_downloaded(CHAR, url=url, sha256=digest, cache_dir=tmp_path)
     (copy,) = (tmp_path / "downloads").iterdir()
-    copy.write_text("not shakespeare")
+    copy.write_text("not the corpus")
     with pytest.raises(UserError, match=f"{copy}.*delete it to download again"):
-        load_downloaded(CHAR, url=f"file://{shakespeare}", sha256=SHAKESPEARE_SHA256, cache_dir=tmp_path)
+        load_downloaded(CHAR, url=url, sha256=digest, cache_dir=tmp_path)
 
 
 # --- batches --------------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from conftest import REPO, SHAKESPEARE, TINY, compose_train, run_cli
+from conftest import REPO, TINY, compose_train, run_cli, sha256_of
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from tinygpt.data import embedded_corpus_path
 from tinygpt.errors import UserError
 from tinygpt.jsonconfig import json_overrides, splice_json_config, translate
 from tinygpt.overrides import hydra_value
@@ -263,13 +264,10 @@ def test_example_configs_compose_to_their_experiment(example):
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_configs_train_two_steps(example, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # data_path in the examples is relative to the checkout
-    args = splice_json_config(
-        [f"config_json={example}", *TINY, "max_steps=2", "eval_interval=2", f"data.url=file://{SHAKESPEARE}"]
-    )
-    if "data=shakespeare_char" not in args:
-        args.remove(f"data.url=file://{SHAKESPEARE}")
-    elif not SHAKESPEARE.is_file():
-        pytest.skip(f"{SHAKESPEARE} is not here")
+    args = splice_json_config([f"config_json={example}", *TINY, "max_steps=2", "eval_interval=2"])
+    if "data=shakespeare_char" in args:  # the embedded corpus stands in for the download: no network
+        corpus = embedded_corpus_path()
+        args += [f"data.url=file://{corpus}", f"data.sha256={sha256_of(corpus)}"]
     result = train(compose_train(*args, tiny=False), tmp_path)
     assert result["step"] == 2
 

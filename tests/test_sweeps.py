@@ -5,9 +5,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import SHAKESPEARE, TINY, compose_train, run_cli, set_keys
+from conftest import TINY, compose_train, run_cli, set_keys
 
 from tinygpt.config import conf_dir
+from tinygpt.data import embedded_corpus_path
 from tinygpt.train import train
 
 SWEEP = [*TINY, "max_steps=3", "eval_interval=3"]
@@ -81,11 +82,9 @@ def test_optuna_sweeper_finishes_its_trials_and_reports_the_best(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_trains_a_step(name, tmp_path):
-    local_copy = []  # experiments on downloaded corpora read the shared local copy, never the network
+    local_copy = []  # experiments on downloaded corpora read a local text instead, never the network
     if "shakespeare" in name:
-        if not SHAKESPEARE.is_file():
-            pytest.skip(f"{SHAKESPEARE} is not here")
-        local_copy = [f"data.path={SHAKESPEARE}"]
+        local_copy = [f"data.path={embedded_corpus_path()}"]
     cfg = compose_train(f"experiment={name}", *local_copy, *SWEEP[len(TINY) :], "max_steps=1")
     assert train(cfg, tmp_path)["step"] == 1
 

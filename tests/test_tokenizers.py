@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHAKESPEARE
 from tokenizers import Tokenizer as HFTokenizer
 
-from tinygpt.data import BPETokenizer, CharTokenizer, load_tokenizer
+from tinygpt.data import BPETokenizer, CharTokenizer, embedded_corpus_path, load_tokenizer
 from tinygpt.data.tokenizers import EOT, split_text
 from tinygpt.errors import UserError
 
@@ -26,9 +25,8 @@ MIXED = (
 
 @pytest.fixture(scope="module")
 def shakespeare_text() -> str:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"{SHAKESPEARE} is not here")
-    return SHAKESPEARE.read_text(encoding="utf-8")
+    """A long English text that ships with the checkout: the embedded corpus (800 KB)."""
+    return embedded_corpus_path().read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
