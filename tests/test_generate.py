@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, REPO, build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -444,3 +444,24 @@ def test_help_shows_the_sampling_keys_not_the_training_groups():
     assert proc.returncode == 0
     assert "max_new_tokens: 200" in proc.stdout and "top_p" in proc.stdout
     assert "optim" not in proc.stdout and "model/norm" not in proc.stdout
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path):
+    """The README's "From Python" block, run on a real run directory in place of out/my_model."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("From Python:\n\n", 1)[1].split("\n\nSamples logged", 1)[0]
+    code = "\n".join(line[4:] for line in block.splitlines())  # the block is indented by 4
+    run_dir = tmp_path / "run"
+    corpus = tmp_path / "plays.txt"
+    corpus.write_text("ROMEO: speak, speak.\nJULIET: ay me.\n" * 400)
+    proc = run_cli(*TINY, "max_steps=2", "data=text", f"data.path={corpus}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", code.replace("out/my_model", str(run_dir)) + "\nassert out.shape == (1, 106)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ROMEO:") and "Warning" not in proc.stderr
