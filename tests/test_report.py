@@ -7,7 +7,7 @@ import sys
 
 from conftest import REPO, TINY, run_cli
 
-from tinygpt.report import differing_settings, load_runs, main
+from tinygpt.report import differing_settings, load_runs, loss_figure, main, summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,6 +53,7 @@ def test_report_on_a_real_two_job_sweep(tmp_path):
         "-m", "optim=adamw,lion", "max_steps=6", "eval_interval=3", *TINY, f"hydra.sweep.dir={sweep}"
     )
     assert proc.returncode == 0, proc.stderr
+    assert f"sweep done: {sweep}; compare its runs with: python -m tinygpt.report {sweep}" in proc.stderr
     proc = run_cli(str(sweep), module="tinygpt.report")
     assert proc.returncode == 0, proc.stderr
 
@@ -205,3 +206,15 @@ def test_a_diverged_run_reads_back_as_nan_not_as_its_last_good_value(tmp_path):
     row = table_rows((tmp_path / "report.md").read_text())[0]
     assert "nan" in [cell.lower() for cell in row]
     assert "2.0000" in row  # the best val loss is still the finite one
+
+
+def test_the_plot_names_each_run_and_counts_steps_in_whole_numbers(tmp_path):
+    make_run(tmp_path / "0", overrides=["optim=adamw"], **finished(2.0))
+    make_run(tmp_path / "1", overrides=["optim=lion"], **finished(1.5))
+    runs = load_runs([tmp_path])
+    labels, _ = differing_settings(runs)
+    ax = loss_figure(
+        [summarize(run, label) for run, label in zip(runs, labels, strict=True)], logy=False
+    ).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0: optim=adamw", "1: optim=lion"]
+    assert all(float(tick).is_integer() for tick in ax.get_xticks())

@@ -338,20 +338,19 @@ def report_markdown(title: str, rows: list[Row], differs_source: str, png_name: 
     return "\n".join(parts) + "\n"
 
 
-def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
-    """Write the loss curves to ``path``; False when matplotlib is not installed."""
-    try:
-        # Imported here so `import tinygpt.report` stays cheap; the Figure API needs no GUI backend
-        # (saving a PNG goes through Agg) and keeps no global figure state.
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
+def loss_figure(rows: list[Row], logy: bool) -> Any:
+    """Val loss (markers) and train loss (faint lines) of every run, one colour per run."""
+    # Imported here so `import tinygpt.report` stays cheap; the Figure API needs no GUI backend
+    # (saving a PNG goes through Agg) and keeps no global figure state.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for row in rows:
         train = [r for r in row.run.records if "train_loss" in r]
         val = [r for r in row.run.records if "val_loss" in r]
-        label = row.differs or row.run.name
+        label = f"{row.run.name}: {row.differs}" if row.differs else row.run.name  # which run, how it differs
         (val_line,) = ax.plot(
             [r["step"] for r in val], [r["val_loss"] for r in val], marker="o", ms=4, label=label
         )
@@ -363,6 +362,7 @@ def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
             lw=0.8,
             alpha=0.35,
         )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("val loss (markers) and train loss (thin lines)")
@@ -370,6 +370,15 @@ def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
+    """Write the loss curves to ``path``; False when matplotlib is not installed."""
+    try:
+        fig = loss_figure(rows, logy)
+    except ImportError:
+        return False
     fig.savefig(path, dpi=120)
     return True
 

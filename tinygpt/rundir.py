@@ -101,6 +101,12 @@ class RunDirGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _or_exit(_check_writable, Path(config.hydra.sweep.dir))
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = config.hydra.sweep.dir
+        print(
+            f"sweep done: {sweep}; compare its runs with: python -m tinygpt.report {sweep}", file=sys.stderr
+        )
+
 
 def _check_writable(folder: Path) -> None:
     try:
