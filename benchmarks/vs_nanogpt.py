@@ -1,0 +1,175 @@
+"""Helper of benchmarks/vs_nanogpt.sh: the matmul peak, and the markdown table from the runs' own logs.
+
+    python benchmarks/vs_nanogpt.py peak --device cpu       # FLOP/s of a 2048x2048 fp32 matmul
+    python benchmarks/vs_nanogpt.py table WORK --peak 2.1e11 --peak 2.2e11 --text tinyshakespeare.txt
+
+WORK is the script's work directory: ``rows.tsv`` (per training row: name, n_layer, n_embd, block, batch,
+steps), ``wall.tsv`` (row, program, round, seconds), per row and round nanoGPT's log
+``<row>/ng_<round>.log`` and TinyGPT's run directory ``<row>/tg_<round>/`` (its metrics.jsonl), and
+``bench/`` (the bare-step logs, or a ``skipped`` note).
+"""
+
+import argparse
+import json
+import re
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+NANOGPT_ITER = re.compile(r"^iter (\d+): loss \S+, time ([\d.]+)ms", re.MULTILINE)
+NANOGPT_BENCH = re.compile(r"time per iteration: ([\d.]+)ms")
+TINYGPT_BENCH = re.compile(r"([\d,.]+) ?(tok/s|tokens/s|ms)")
+PROGRAMS = ("ng", "tg")  # nanoGPT, TinyGPT
+HEADER = (
+    "row",
+    "nanoGPT tok/s",
+    "TinyGPT tok/s",
+    "TinyGPT ÷ nanoGPT",
+    "nanoGPT ms/step",
+    "TinyGPT ms/step",
+    "nanoGPT wall s",
+    "TinyGPT wall s",
+    "nanoGPT % of peak",
+    "TinyGPT % of peak",
+)
+
+
+def matmul_peak(device: str) -> float:
+    """FLOP/s of a square matmul: 2048 fp32 on the CPU, 8192 bf16 on a GPU (its training precision)."""
+    import torch
+
+    n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * n**3 / best
+
+
+def flops_per_step(n_layer: int, n_embd: int, block: int, batch: int, vocab: int) -> float:
+    """6·N per token plus attention, as nanoGPT's estimate_mfu (N: no biases, no position table)."""
+    params = vocab * n_embd + n_layer * (12 * n_embd**2 + 2 * n_embd) + n_embd
+    return (6 * params + 12 * n_layer * n_embd * block) * block * batch
+
+
+def step_ms(work: Path, row: str, rnd: str, tokens: int, warm: int) -> dict[str, float]:
+    """Median ms/step past warm-up of nanoGPT (its "iter k: ... time" lines) and TinyGPT (metrics.jsonl)."""
+    log = (work / row / f"ng_{rnd}.log").read_text()
+    ng = [float(ms) for step, ms in NANOGPT_ITER.findall(log) if int(step) > warm]
+    lines = (work / row / f"tg_{rnd}" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    tg = [1000 * tokens / r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > warm]
+    return {"ng": statistics.median(ng), "tg": statistics.median(tg)}
+
+
+def fmt(value: object) -> str:
+    """A table cell: floats as 1,234 (from 100), 12.3 (from 10) or 1.23; None as an empty cell."""
+    if value is None:
+        return ""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def cells(*values: object) -> None:
+    print("| " + " | ".join(fmt(v) for v in values) + " |")
+
+
+def train_rows(work: Path, peak: float, vocab: int, wall: dict) -> list[str]:
+    notes = []
+    for spec in (work / "rows.tsv").read_text().splitlines():
+        row, n_layer, n_embd, block, batch, steps = spec.split("\t")
+        tokens = int(block) * int(batch)
+        warm = max(10, int(steps) // 8)
+        rounds = sorted({p.stem.split("_")[1] for p in (work / row).glob("ng_*.log")})
+        medians = [step_ms(work, row, r, tokens, warm) for r in rounds]
+        ms = {p: min(m[p] for m in medians) for p in PROGRAMS}  # the least disturbed round
+        tok = {p: 1000 * tokens / ms[p] for p in PROGRAMS}
+        flops = flops_per_step(int(n_layer), int(n_embd), int(block), int(batch), vocab)
+        share = (100 * flops * tok[p] / tokens / peak for p in PROGRAMS)
+        walls = (wall[row, p] for p in PROGRAMS)
+        cells(
+            f"train {row}, {steps} steps", *tok.values(), tok["tg"] / tok["ng"], *ms.values(), *walls, *share
+        )
+        by_round = ", ".join(f"{m['ng']:,.0f} / {m['tg']:,.0f}" for m in medians)
+        notes.append(f"train {row}: ms/step (nanoGPT / TinyGPT) by round {by_round}; steps to {warm} dropped")
+    return notes
+
+
+def sample_rows(work: Path, wall: dict) -> None:
+    """Whole-command tokens/s, and the rate past startup: (new - 1) / (wall of `new` tokens - wall of 1)."""
+    new = int((work / "sample_tokens").read_text())
+    long, short = ({p: wall[f"sample_{n}", p] for p in PROGRAMS} for n in (new, 1))
+    whole = {p: new / long[p] for p in PROGRAMS}
+    name = f"sample {new} tokens, batch 1, whole command"
+    cells(name, *whole.values(), whole["tg"] / whole["ng"], None, None, *long.values(), None, None)
+    if min(long[p] - short[p] for p in PROGRAMS) > 0:
+        rate = {p: (new - 1) / (long[p] - short[p]) for p in PROGRAMS}
+        name = "sample, past startup (wall − wall of a 1-token run)"
+        cells(name, *rate.values(), rate["tg"] / rate["ng"], None, None, *short.values(), None, None)
+
+
+def bench_row(bench: Path) -> str:
+    """The bare-step row (nanoGPT's bench.py: GPT-2 124M shape, batch 12 x 1024) where both programs ran."""
+    ng_log, tg_log = bench / "ng.log", bench / "tg.log"
+    ng = NANOGPT_BENCH.search(ng_log.read_text()) if ng_log.exists() else None
+    tg = ([None, *TINYGPT_BENCH.finditer(tg_log.read_text())] if tg_log.exists() else [None])[-1]
+    if not (ng and tg):
+        skipped = (bench / "skipped").read_text().strip() if (bench / "skipped").exists() else "no result"
+        return f"bare step: {skipped}"
+    tokens = 12 * 1024
+    ms = {"ng": float(ng.group(1))}
+    ms["tg"] = (
+        float(tg.group(1)) if tg.group(2) == "ms" else 1000 * tokens / float(tg.group(1).replace(",", ""))
+    )
+    tok = {p: 1000 * tokens / ms[p] for p in PROGRAMS}
+    cells("bare step, GPT-2 124M shape", *tok.values(), tok["tg"] / tok["ng"], *ms.values(), *[None] * 4)
+    return "bare step: nanoGPT's bench.py (random tokens, no grad clipping) vs `python -m tinygpt.bench`"
+
+
+def table(work: Path, peak: float, vocab: int) -> None:
+    walls: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for line in (work / "wall.tsv").read_text().splitlines():
+        row, prog, _, secs = line.split("\t")
+        walls[row, prog].append(float(secs))
+    wall = {key: min(v) for key, v in walls.items()}  # the least disturbed round
+    rounds = ", ".join(
+        f"{row} {prog} {' / '.join(f'{t:.1f}' for t in v)}" for (row, prog), v in walls.items()
+    )
+    cells(*HEADER)
+    print("|---" + "|---:" * (len(HEADER) - 1) + "|")
+    notes = train_rows(work, peak, vocab, wall)
+    if (work / "sample_tokens").exists():
+        sample_rows(work, wall)
+    notes.append(bench_row(work / "bench"))
+    notes.append(f"wall s by round: {rounds}")
+    print("\n" + "\n".join(notes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("peak").add_argument("--device", default="cpu")
+    tab = sub.add_parser("table")
+    tab.add_argument("work", type=Path)
+    tab.add_argument("--peak", type=float, action="append", required=True, help="FLOP/s (the best is used)")
+    tab.add_argument("--text", type=Path, required=True, help="the character corpus (its vocabulary)")
+    args = parser.parse_args()
+    if args.cmd == "peak":
+        print(f"{matmul_peak(args.device):.4g}")
+    else:
+        measured = ", ".join(f"{p / 1e9:.0f}" for p in args.peak)
+        print(f"matmul peak: {max(args.peak) / 1e9:.1f} GFLOP/s (the best of {measured}: before, after)\n")
+        table(args.work, max(args.peak), len(set(args.text.read_text(encoding="utf-8"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# TinyGPT vs nanoGPT on one machine, the two programs alternating; prints a markdown table
+# (benchmarks/RESULTS.md, issue 11). nanoGPT's code is never part of this repository: pass a checkout.
+#
+#   bash benchmarks/vs_nanogpt.sh NANOGPT_DIR [--device cpu|cuda] [--steps N] [--rounds R]
+#
+# Rows: whole training program (default model, char tiny-shakespeare, both programs' own step logs),
+# sampling 500 tokens at batch 1 from those runs; with --device cuda also the GPT-2 124M shape and
+# the bare step (nanoGPT's bench.py vs `python -m tinygpt.bench`, where that command exists).
+# Env: SHAKESPEARE (a local tinyshakespeare.txt; default ../shared/data/tinyshakespeare.txt), PYTHON
+# (default python; torch and numpy for nanoGPT, tinygpt's dependencies). The user's checkout is only
+# read: its code is copied into a temp dir, where prepare.py finds input.txt and downloads nothing.
+set -euo pipefail
+
+usage() { echo "usage: $0 NANOGPT_DIR [--device cpu|cuda] [--steps N] [--rounds R]" >&2; exit 2; }
+die() { echo "error: $*" >&2; exit 2; }
+[[ $# -ge 1 ]] || usage
+ARGS="$*" NG_SRC=$1 DEVICE=cpu STEPS="" ROUNDS=2
+shift
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --device) DEVICE=${2:?--device needs cpu or cuda}; shift 2 ;;
+    --steps) STEPS=${2:?--steps needs a number}; shift 2 ;;
+    --rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
+    *) usage ;;
+  esac
+done
+[[ $DEVICE == cpu || $DEVICE == cuda ]] || usage
+[[ -d $NG_SRC ]] || die "no directory '$NG_SRC': pass a checkout of karpathy/nanoGPT"
+for f in train.py sample.py bench.py model.py configurator.py config/train_shakespeare_char.py \
+  data/shakespeare_char/prepare.py; do
+  [[ -f $NG_SRC/$f ]] || die "'$NG_SRC' is not a nanoGPT checkout (no $f)"
+done
+SHAKESPEARE=${SHAKESPEARE:-../shared/data/tinyshakespeare.txt}
+[[ -f $SHAKESPEARE ]] || die "no tiny-shakespeare at '$SHAKESPEARE' (set SHAKESPEARE=FILE)"
+SHAKESPEARE=$(realpath "$SHAKESPEARE")
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-python}
+HELPER=$REPO/benchmarks/vs_nanogpt.py
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vs_nanogpt.XXXXXX")
+NG=$WORK/nanogpt
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" TINYGPT_CACHE=$WORK/cache PYTHONUNBUFFERED=1
+
+# nanoGPT's code (not its data: a checkout may hold GBs of openwebtext) and shakespeare_char data
+mkdir -p "$NG/data/shakespeare_char" "$WORK/stubs"
+cp "$NG_SRC"/*.py "$NG/" && cp -r "$NG_SRC/config" "$NG/"
+cp "$NG_SRC/data/shakespeare_char/prepare.py" "$NG/data/shakespeare_char/"
+cp "$SHAKESPEARE" "$NG/data/shakespeare_char/input.txt"
+for mod in requests tiktoken; do  # imported at the top of prepare.py / sample.py, unused for local char data
+  "$PY" -c "import $mod" 2> /dev/null ||
+    echo "def __getattr__(name): raise ImportError('$mod is not installed (stub from vs_nanogpt.sh)')" \
+      > "$WORK/stubs/$mod.py"
+done
+in_ng() { (cd "$NG" && PYTHONPATH="$WORK/stubs:$PYTHONPATH" "$PY" "$@"); }
+in_ng data/shakespeare_char/prepare.py > /dev/null
+timed() {  # timed ROW PROGRAM ROUND LOG COMMAND...: run it, append its wall seconds to wall.tsv
+  local row=$1 prog=$2 rnd=$3 log=$4 start=$EPOCHREALTIME
+  shift 4
+  echo "[$(date +%T)] $row, $prog, round $rnd" >&2
+  "$@" > "$log" 2>&1 || { echo "error: $prog failed, see $log:" >&2; tail -n 5 "$log" >&2; return 1; }
+  awk -v r="$row" -v p="$prog" -v n="$rnd" -v a="$start" -v b="$EPOCHREALTIME" \
+    'BEGIN { printf "%s\t%s\t%s\t%.2f\n", r, p, n, b - a }' >> "$WORK/wall.tsv"
+}
+
+train_row() {  # NAME N_LAYER N_HEAD N_EMBD BLOCK BATCH STEPS; NG_OPTS / TG_OPTS: precision, compile
+  local name=$1 l=$2 h=$3 e=$4 t=$5 b=$6 n=$7 r
+  mkdir -p "$WORK/$name"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$l" "$e" "$t" "$b" "$n" >> "$WORK/rows.tsv"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    timed "$name" ng "$r" "$WORK/$name/ng_$r.log" in_ng train.py config/train_shakespeare_char.py \
+      --device="$DEVICE" --n_layer="$l" --n_head="$h" --n_embd="$e" --block_size="$t" --batch_size="$b" \
+      --dropout=0.0 --max_iters="$n" --lr_decay_iters="$n" --eval_interval="$n" --eval_iters=20 \
+      --log_interval="$LOG_EVERY" --always_save_checkpoint=True --out_dir="$WORK/$name/ng_$r" "${NG_OPTS[@]}"
+    timed "$name" tg "$r" "$WORK/$name/tg_$r.log" "$PY" -m tinygpt.train data=shakespeare_char \
+      data.path="$SHAKESPEARE" model.n_layer="$l" model.n_head="$h" model.n_embd="$e" model.block_size="$t" \
+      model.bias=false model.dropout=0.0 batch_size="$b" optim.lr=1e-3 'optim.betas=[0.9,0.99]' \
+      max_steps="$n" eval_interval="$n" eval_iters=20 log_interval="$LOG_EVERY" sample_interval=0 \
+      device="$DEVICE" hydra.run.dir="$WORK/$name/tg_$r" "${TG_OPTS[@]}"
+  done
+}
+
+sample_rows() {  # batch 1 from round 1's default-model runs; a 1-token run measures the startup
+  local r n
+  echo 500 > "$WORK/sample_tokens"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for n in 500 1; do
+      timed "sample_$n" ng "$r" "$WORK/sample_ng_${n}_$r.txt" in_ng sample.py --out_dir="$WORK/default/ng_1" \
+        --device="$DEVICE" --num_samples=1 --max_new_tokens="$n" --compile=False --dtype="$NG_DTYPE"
+      timed "sample_$n" tg "$r" "$WORK/sample_tg_${n}_$r.txt" "$PY" -m tinygpt.generate \
+        run="$WORK/default/tg_1" max_new_tokens="$n" device="$DEVICE" temperature=0.8 top_k=200 seed=1337
+    done
+  done
+}
+
+bench_row() {  # nanoGPT's bench.py: CUDA only (torch.cuda.synchronize), GPT-2 124M shape, batch 12 x 1024
+  mkdir -p "$WORK/bench"
+  if [[ $DEVICE != cuda ]]; then
+    echo "skipped on the CPU (nanoGPT's bench.py calls torch.cuda.synchronize)" > "$WORK/bench/skipped"
+  elif ! "$PY" -m tinygpt.bench --help > /dev/null 2>&1; then
+    echo "skipped: this TinyGPT has no 'python -m tinygpt.bench'" > "$WORK/bench/skipped"
+  elif ! { timed bench ng 1 "$WORK/bench/ng.log" in_ng bench.py --device=cuda --real_data=False --dtype=bfloat16 &&
+    timed bench tg 1 "$WORK/bench/tg.log" "$PY" -m tinygpt.bench model.n_layer=12 model.n_head=12 \
+      model.n_embd=768 model.block_size=1024 model.bias=false batch_size=12 precision=bf16 compile=true device=cuda; }; then
+    echo "failed: see $WORK/bench/*.log" > "$WORK/bench/skipped"
+  fi
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+PEAK_BEFORE=$("$PY" "$HELPER" peak --device "$DEVICE")
+if [[ $DEVICE == cpu ]]; then
+  MACHINE=$(lscpu | sed -n 's/^Model name: *//p')
+  LOG_EVERY=1 NG_DTYPE=float32 NG_OPTS=(--compile=False --dtype=float32) TG_OPTS=(precision=fp32 compile=false)
+  train_row default 4 4 128 128 64 "${STEPS:-80}"
+  sample_rows
+else  # nanoGPT's defaults on a GPU: bf16 autocast, torch.compile
+  MACHINE=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+  LOG_EVERY=10 NG_DTYPE=bfloat16 NG_OPTS=(--dtype=bfloat16) TG_OPTS=(precision=bf16 compile=true)
+  train_row default 4 4 128 128 64 "${STEPS:-1000}"
+  sample_rows
+  train_row gpt2-124M-shape 12 12 768 1024 12 300
+fi
+bench_row
+{
+  echo "command: benchmarks/vs_nanogpt.sh $ARGS  # nanoGPT $(git -C "$NG_SRC" rev-parse --short HEAD 2> /dev/null || echo checkout)"
+  echo "date: $(date +%F); machine: $MACHINE; $("$PY" -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())')"
+  echo "load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$PY" "$HELPER" table "$WORK" --peak "$PEAK_BEFORE" --peak "$("$PY" "$HELPER" peak --device "$DEVICE")" \
+    --text "$SHAKESPEARE"
+  echo "logs: $WORK"
+} | tee "$WORK/table.md"
