@@ -53,6 +53,9 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert [(j / "ckpt.pt").is_file() for j in job_dirs(tmp_path)] == [True, True]
+    for job in job_dirs(tmp_path):  # each job's log lines say which job they come from
+        log = (job / "train.log").read_text()
+        assert f"[job {job.name}] model:" in log and f"[job {1 - int(job.name)}]" not in log
 
 
 @pytest.mark.slow

@@ -436,9 +436,23 @@ def save(job: Job, path: Path) -> None:
 # ---- the command --------------------------------------------------------------------------------
 
 
-def run_sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
+class JobLabel(logging.Filter):
+    """Puts ``[job N]`` before a sweep job's log lines: parallel jobs (joblib) interleave them."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"[{self.label}] {record.msg}"
+        return True
+
+
+def run_sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str], job: int | None = None) -> float:
     """One job of a multirun: a failure is written to ``error.txt`` and logged, and the sweep goes on;
     the returned NaN tells a sweeper (e.g. Optuna) that the trial failed."""
+    label = JobLabel(f"job {job}")
+    log.addFilter(label)
     try:
         return train(cfg, run_dir, overrides=overrides)["best_val_loss"]
     except Exception as exc:
@@ -448,6 +462,8 @@ def run_sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float
         (run_dir / "error.txt").write_text(message + "\n", encoding="utf-8")
         log.error("job %s failed: %s", run_dir, message, exc_info=user_error is None)
         return math.nan
+    finally:
+        log.removeFilter(label)  # a joblib worker process runs several jobs
 
 
 def shared_run_dir(own_dir: Path, world: World) -> Path:
@@ -486,7 +502,7 @@ def main(cfg: DictConfig) -> float:
             close_world(world)
     if "group" in cfg.logger and cfg.logger.group is None:
         cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # W&B groups a sweep's jobs together
-    return run_sweep_job(cfg, run_dir, typed)
+    return run_sweep_job(cfg, run_dir, typed, hydra_cfg.job.num)
 
 
 if __name__ == "__main__":
