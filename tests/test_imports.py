@@ -68,3 +68,15 @@ def test_the_model_and_load_import_only_what_they_need():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[]", "True False"]  # no sampler in the model; no trainer in load
+
+
+def test_the_commands_leave_rich_unimported_off_a_terminal():
+    """rich draws the progress bars, which only a terminal gets: a run into a pipe or a file, and
+    sampling, start without importing it."""
+    check = "import sys, tinygpt.train, tinygpt.generate\nprint('rich' in sys.modules)\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["False"]

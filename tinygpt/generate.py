@@ -15,6 +15,7 @@ or ``torch.nn``). Generated text goes to stdout, and nothing else does; log line
 files are written.
 """
 
+import gc
 import json
 import logging
 import sys
@@ -214,3 +215,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    # Exit without the interpreter's last garbage collection over all that torch and Hydra allocated
+    # (~0.3 s of a ~1.4 s command): the OS frees those objects instead, and none needs finalizing.
+    gc.freeze()

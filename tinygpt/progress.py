@@ -5,24 +5,28 @@ bytes of a corpus being checked or tokenized. While either is live, log lines bo
 are printed through the console, so they scroll above the bar instead of breaking it.
 """
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 STEP_LINE = "tinygpt_step_line"  # log-record flag: a per-step line the live bar already shows
-CONSOLE = Console(stderr=True)  # every bar and every routed log line; stdout stays free for results
+
+
+@functools.cache
+def console() -> "Console":
+    """The one console of every bar and every routed log line: stderr, so stdout stays free for results."""
+    # rich (~18 ms to import) is imported once a bar is shown, on a terminal only: a run logging into a
+    # pipe or a file, and every `python -m tinygpt.generate`, never import it
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def on_terminal() -> bool:
@@ -40,7 +44,7 @@ class _ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, STEP_LINE, False):
             return
-        CONSOLE.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        console().print(self.format(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def _terminal_handlers() -> list[logging.StreamHandler]:
@@ -52,7 +56,7 @@ def _terminal_handlers() -> list[logging.StreamHandler]:
 
 
 @contextmanager
-def _live(progress: Progress) -> Iterator[None]:
+def _live(progress: "Progress") -> Iterator[None]:
     """Show ``progress`` while the block runs, with terminal log lines routed through the console."""
     root = logging.getLogger()
     replaced = _terminal_handlers()
@@ -75,6 +79,15 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[in
     if not (enabled and on_terminal()):
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -83,7 +96,7 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[in
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=CONSOLE,
+        console=console(),
     )
     task = progress.add_task("train", total=total, completed=start, stats="")
     with _live(progress):
@@ -97,8 +110,10 @@ def byte_bar(description: str, total_bytes: int) -> Iterator[Callable[[int], Non
     if not on_terminal():
         yield lambda n_bytes: None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=CONSOLE, transient=True)
+    progress = Progress(*columns, console=console(), transient=True)
     task = progress.add_task(description, total=total_bytes)
     with _live(progress):
         yield lambda n_bytes: progress.advance(task, n_bytes)
