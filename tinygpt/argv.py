@@ -21,8 +21,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from tinygpt.config import flat_items
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.jsonconfig import FLAT_GROUPS, FLAT_VALUES, _loader, _options, splice_json_config
+from tinygpt.jsonconfig import FLAT_GROUPS, FLAT_VALUES, config_loader, group_options, splice_json_config
 
 # Hydra's own command-line flags, and those that take a value.
 HYDRA_FLAGS = {
@@ -99,7 +100,7 @@ def check_keys(overrides: list[str]) -> None:
     """Compose the overrides as the run will; a key the config lacks is refused with suggestions."""
     plain = [o for o in overrides if "=" in o and not o.startswith("-")]
     try:
-        _loader().load_configuration("train", plain, RunMode.RUN, from_shell=False)
+        config_loader().load_configuration("train", plain, RunMode.RUN, from_shell=False)
     except HydraException as exc:
         cause = exc.__cause__
         if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not cause.full_key:
@@ -109,25 +110,19 @@ def check_keys(overrides: list[str]) -> None:
 
 def suggest(key: str) -> str:
     """The nearest keys of the default config and group options, as the sentence to show."""
-    cfg = _loader().load_configuration("train", [], RunMode.RUN, from_shell=False)
+    cfg = config_loader().load_configuration("train", [], RunMode.RUN, from_shell=False)
     keys = [
         k
-        for k in flat_keys(OmegaConf.to_container(cfg, resolve=False))
+        for k in flat_items(OmegaConf.to_container(cfg, resolve=False))
         if not k.startswith("hydra") and not k.endswith(("_target_", "_partial_"))
     ]
     groups = ("model", "model/norm", "model/pos", "model/mlp", "optim", "schedule", "data")
-    names = keys + [f"{g}={o}" for g in groups for o in _options(g)] + list(FLAT_VALUES) + list(FLAT_GROUPS)
+    names = (
+        keys + [f"{g}={o}" for g in groups for o in group_options(g)] + list(FLAT_VALUES) + list(FLAT_GROUPS)
+    )
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
     tail = key.rsplit(".", 1)[-1]
     close += [k for k in keys if k.rsplit(".", 1)[-1] == tail and k not in close][:2]
     if not close:
         return "python -m tinygpt.train --cfg job lists every key"
     return "did you mean " + " or ".join(close) + "?"
-
-
-def flat_keys(node: object, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix]
-    return [
-        k for name, child in node.items() for k in flat_keys(child, f"{prefix}.{name}" if prefix else name)
-    ]

@@ -119,7 +119,7 @@ def _check_targets(config: dict[str, Any], path: str | Path) -> None:
     """A ``_target_`` may stand only on a config group's node, where it picks an option and is never
     spliced in; anywhere else (inside a list, say) Hydra would build whatever it names."""
     for key in _targets(config):
-        if not (key and _options(key.replace(".", "/"))):
+        if not (key and group_options(key.replace(".", "/"))):
             raise UserError(
                 f"config_json={path}: {key or 'the top level'} has a _target_, but only a config group's "
                 "node may have one (it picks the group's option); remove it"
@@ -138,11 +138,11 @@ def _flat(key: str, value: Any, path: str | Path) -> list[str]:
     if key in FLAT_VALUES:
         return [f"{FLAT_VALUES[key]}={hydra_value(value)}"]
     group = FLAT_GROUPS.get(key, key)
-    if _options(group):  # a group name with its option: "model": "llama"
-        if value not in _options(group):
+    if group_options(group):  # a group name with its option: "model": "llama"
+        if value not in group_options(group):
             raise UserError(
                 f"config_json={path}: {key}={value!r} is not an option of {group}; "
-                f"choose one of {', '.join(_options(group))}"
+                f"choose one of {', '.join(group_options(group))}"
             )
         return [f"{group}={value}"]
     return [f"{key}={hydra_value(value)}"]  # a top-level key of the nested layout: checked later
@@ -152,7 +152,7 @@ def _nested(node: dict[str, Any], prefix: str, path: str | Path) -> list[tuple[s
     """(key, override) pairs for a nested node: its group option (from ``_target_``), then its values."""
     pairs = []
     group = prefix.replace(".", "/")
-    if "_target_" in node and _options(group):
+    if "_target_" in node and group_options(group):
         pairs.append((f"{prefix}._target_", f"{group}={_option_for(node, group, path)}"))
     for key, value in node.items():
         if key in ("_target_", "_partial_"):  # set by the option chosen above
@@ -169,11 +169,11 @@ def _option_for(node: dict[str, Any], group: str, path: str | Path) -> str:
     agrees with it on the most nested ``_target_``s (``llama`` over ``gpt`` for RMSNorm, RoPE and
     SwiGLU); the first in Hydra's order on a tie, the nested layout setting the rest anyway."""
     wanted = _targets(node)
-    matches = [o for o in _options(group) if _option_targets(group, o).get("") == wanted[""]]
+    matches = [o for o in group_options(group) if _option_targets(group, o).get("") == wanted[""]]
     if not matches:
         raise UserError(
             f"config_json={path}: {group.replace('/', '.')}._target_ {wanted['']} matches no option of "
-            f"{group} ({', '.join(_options(group))})"
+            f"{group} ({', '.join(group_options(group))})"
         )
     return max(matches, key=lambda o: sum(wanted.get(k) == t for k, t in _option_targets(group, o).items()))
 
@@ -188,7 +188,7 @@ def _option_targets(group: str, option: str) -> dict[str, Any]:
     """The ``_target_``s of one option, composed by Hydra (so ``llama`` has the ones its defaults give it);
     none for an option that composes only inside the whole config (Hydra's own) or is ``_global_``."""
     try:
-        cfg = _loader().load_configuration(f"{group}/{option}", [], RunMode.RUN, from_shell=False)
+        cfg = config_loader().load_configuration(f"{group}/{option}", [], RunMode.RUN, from_shell=False)
     except HydraException:
         return {}
     node = OmegaConf.select(cfg, group.replace("/", "."))
@@ -204,7 +204,7 @@ def _compose(pairs: list[tuple[str, str]], path: str | Path) -> None:
         if not parsed or parsed.type != OverrideType.CHANGE or parsed.package is not None:
             raise UserError(f"config_json={path}: unknown key {json_key!r}; a key has no Hydra +, ~ or @")
     try:
-        _loader().load_configuration("train", [o for _, o in pairs], RunMode.RUN, from_shell=False)
+        config_loader().load_configuration("train", [o for _, o in pairs], RunMode.RUN, from_shell=False)
     except HydraException as exc:
         cause = exc.__cause__
         if isinstance(cause, ConfigKeyError | ConfigAttributeError):  # a key the config does not have
@@ -219,7 +219,7 @@ def _compose(pairs: list[tuple[str, str]], path: str | Path) -> None:
 
 
 @functools.cache
-def _loader() -> ConfigLoader:
+def config_loader() -> ConfigLoader:
     """Hydra's config loader for conf/: the search path ``@hydra.main`` composes from, Hydra's own
     groups (hydra/launcher, ...) included."""
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
@@ -227,9 +227,9 @@ def _loader() -> ConfigLoader:
 
 
 @functools.cache
-def _options(group: str) -> tuple[str, ...]:
+def group_options(group: str) -> tuple[str, ...]:
     """Option names of a config group, from Hydra's config repository; empty when ``group`` is not one."""
-    return tuple(_loader().get_group_options(group)) if group else ()
+    return tuple(config_loader().get_group_options(group)) if group else ()
 
 
 def _dotted_key(override: str) -> str:

@@ -5,6 +5,7 @@ diverged run's good weights are."""
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,36 +14,29 @@ from hydra import compose
 from omegaconf import DictConfig
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.config import resolved
+from tinygpt.config import flat_items, resolved
 from tinygpt.errors import UserError
 from tinygpt.overrides import override_key
 from tinygpt.state import check_checkpoint
 from tinygpt.untrusted import check_data
 
-
-def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"model.n_layer": 4, ...} for a nested config (dicts only; lists are values)."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    items: dict[str, Any] = {}
-    for key, value in node.items():
-        items.update(flat_items(value, f"{prefix}.{key}" if prefix else str(key)))
-    return items
-
-
 # What a resumed run must share with its checkpoint: the model, the optimizer's kind, the precision.
 SAME_ON_RESUME = ("model.", "optim._target_", "precision")
 
 
-def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) -> None:
-    """Refuse a resume that would change SAME_ON_RESUME, naming each key with its old and new value."""
-    old, new = flat_items(saved), flat_items(resolved(cfg))
-    unset = "(unset)"
-    changed = [
+def differences(old: dict[str, Any], new: dict[str, Any], relevant: Callable[[str], bool]) -> list[str]:
+    """``key old -> new`` for every ``relevant`` key whose value differs between two configs."""
+    old, new, unset = flat_items(old), flat_items(new), "(unset)"
+    return [
         f"{key} {old.get(key, unset)} -> {new.get(key, unset)}"
         for key in sorted(old.keys() | new.keys())
-        if key.startswith(SAME_ON_RESUME) and old.get(key, unset) != new.get(key, unset)
+        if relevant(key) and old.get(key, unset) != new.get(key, unset)
     ]
+
+
+def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Refuse a resume that would change SAME_ON_RESUME, naming each key with its old and new value."""
+    changed = differences(saved, resolved(cfg), lambda key: key.startswith(SAME_ON_RESUME))
     if changed:
         raise UserError(
             f"cannot resume {path}: this run differs from the checkpoint's ({'; '.join(changed)}); resume "
@@ -105,8 +99,8 @@ CHANGEABLE_ON_RESUME = (
     "compile_mode",
     "resume",
     "dist_timeout_s",
-    "logger.",
-    "hydra.",
+    "logger",
+    "hydra",
 )
 
 
@@ -129,10 +123,8 @@ def saved_overrides(ckpt: dict[str, Any], run_dir: Path) -> list[str]:
 
 
 def changeable(key: str) -> bool:
-    """Whether a resume may change ``key`` (a dotted key, or a group like ``logger``)."""
-    return any(
-        key == name.rstrip(".") or key.startswith(name.rstrip(".") + ".") for name in CHANGEABLE_ON_RESUME
-    )
+    """Whether a resume may change ``key``: one of CHANGEABLE_ON_RESUME, or a key inside one."""
+    return any(key == name or key.startswith(f"{name}.") for name in CHANGEABLE_ON_RESUME)
 
 
 def resumed_config(cfg: DictConfig, run_dir: Path, typed: list[str]) -> tuple[DictConfig, list[str]]:
@@ -145,16 +137,10 @@ def resumed_config(cfg: DictConfig, run_dir: Path, typed: list[str]) -> tuple[Di
     ckpt_path = run_dir / "ckpt.pt"
     if cfg.resume is False or not ckpt_path.exists():
         return cfg, typed
-    saved = saved_overrides(load_checkpoint(ckpt_path), run_dir)
+    saved = saved_overrides(load_checkpoint(ckpt_path, mmap=True), run_dir)  # the weights stay on disk
     before = compose("train", overrides=saved)
     after = compose("train", overrides=[*saved, *typed])
-    old, new = flat_items(resolved(before)), flat_items(resolved(after))
-    unset = "(unset)"
-    changed = [
-        f"{key} {old.get(key, unset)} -> {new.get(key, unset)}"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key, unset) != new.get(key, unset) and not changeable(key)
-    ]
+    changed = differences(resolved(before), resolved(after), lambda key: not changeable(key))
     if changed:
         raise UserError(
             f"cannot resume {ckpt_path}: a resume continues the run's own recipe, and this command changes "

@@ -292,9 +292,8 @@ def start_run_dir(job: Job) -> None:
     """Rank 0: clear what a killed run left, write the run's config and tokenizer, open the logger."""
     run_dir, state = job.run_dir, job.state
     remove_partial_checkpoints(run_dir)
-    truncate_metrics(
-        run_dir, state.step
-    )  # records after the checkpoint (or all, on a fresh start) are redone
+    # records after the checkpoint (or all of them, on a fresh start) are redone
+    truncate_metrics(run_dir, state.step)
     (run_dir / "effective_config.json").write_text(json.dumps(job.config, indent=2) + "\n", encoding="utf-8")
     job.data.tokenizer.save(run_dir / "tokenizer.json")
     job.logger = instantiate(job.cfg.logger)(run_dir=run_dir, config=job.config, run_id=state.logger_run_id)
