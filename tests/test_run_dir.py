@@ -7,6 +7,8 @@ import io
 import json
 import math
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -220,7 +222,16 @@ def test_a_bug_still_shows_its_traceback():
         buggy()
 
 
+TAKE_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if another process still holds it
+"""
+
+
 def test_the_lock_is_held_only_while_training(tmp_path):
     train(compose_train("max_steps=2"), tmp_path)
-    train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)  # same process, one after another
+    free = subprocess.run([sys.executable, "-c", TAKE_LOCK, str(tmp_path / ".lock")], capture_output=True)
+    assert free.returncode == 0, free.stderr  # another process can take the directory once train returns
+    train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)  # and so can this one, again
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 3
