@@ -29,14 +29,18 @@ MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
 class LayerCache(Protocol):
     """What attention needs of one layer's KV cache during generation (``tinygpt.engine.KVCache``)."""
 
-    length: int  # tokens cached so far = the position of the next token
+    def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        """The (T,) positions of the next T tokens: they continue from the cached ones."""
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
 
         A chunk of T > 1 tokens starts an empty cache and gets its own k, v back (the usual mask
-        applies). A single token gets every cached key: the cache holds only keys inside its window.
+        applies). A single token gets the cached keys, which hold only keys inside its window.
         """
+
+    def mask(self) -> torch.Tensor | None:
+        """After a single token's update: which returned keys it sees, (1, Tk) bool; None = all of them."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -79,7 +83,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, nkv, T or every cached token, hd)
         if cache is not None and T == 1:
-            mask, causal = None, False  # one new token sees every cached key: the cache holds its window
+            mask, causal = cache.mask(), False  # one new token sees the cached keys, all inside its window
         else:
             mask = None if self.sliding_window is None else window_mask(pos, pos, self.sliding_window)
             causal = mask is None
@@ -197,12 +201,12 @@ class GPT(nn.Module):
         """idx: (B, T) token ids -> logits (B, T, vocab_size).
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        cache per layer, from ``tinygpt.engine.new_cache``), idx holds only the tokens after the
-        cached ones, and their positions continue from there.
+        cache per layer, from ``tinygpt.engine.new_cache`` or ``tinygpt.static_cache``), idx holds
+        only the tokens after the cached ones, and their positions continue from there.
         """
         T = idx.size(1)
-        start = 0 if cache is None else cache[0].length
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        positions = torch.arange if cache is None else cache[0].positions  # cached: continue from them
+        pos = positions(T, device=idx.device)  # (T,)
         wpe = self.transformer.wpe
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
         for block, layer_cache in zip(self.transformer.h, cache or [None] * self.n_layer, strict=True):
