@@ -105,6 +105,11 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()
 
+    @property
+    def hf_tokenizer(self) -> HFTokenizer:
+        """The wrapped ``tokenizers.Tokenizer`` (for export to a transformers folder)."""
+        return self._tok
+
     def encode(self, text: str) -> np.ndarray:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
