@@ -37,13 +37,7 @@ CASES = {  # name: (overrides, the transformers model_type they must map to)
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Token-by-token decoding of tiny models is all small ops: one thread is fastest on 2 busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_config(*overrides: str) -> dict:

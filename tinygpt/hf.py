@@ -357,3 +357,131 @@ def from_hf_state(
     if o.tie_weights:
         out.setdefault("lm_head.weight", out.get("transformer.wte.weight"))
     return out
+
+
+# ---- their config -> ours (import) --------------------------------------------------------------
+
+
+def our_model(
+    norm: dict[str, Any], pos: dict[str, Any], mlp: dict[str, Any], **options: Any
+) -> dict[str, Any]:
+    """A resolved TinyGPT model config (as conf/model/*.yaml compose it) with the given parts."""
+    defaults = dict(n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None)
+    parts = dict(norm=norm, pos=pos, mlp=mlp)
+    return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
+
+
+def part(target: str, **options: Any) -> dict[str, Any]:
+    return {"_target_": target, "_partial_": True, **options}
+
+
+def require(ok: bool, source: str, what: str) -> None:
+    if not ok:
+        raise UserError(f"{source}: {what}; TinyGPT cannot import this model")
+
+
+def rope_theta(c: dict[str, Any], source: str) -> float:
+    """The RoPE base of a config, refusing scaled or partial rotary embeddings (ours rotate every dim)."""
+    rope = c.get("rope_parameters") or {}
+    require(
+        rope.get("rope_type", "default") == "default", source, f"it scales RoPE ({rope.get('rope_type')})"
+    )
+    require(not c.get("rope_scaling"), source, "it scales RoPE (rope_scaling)")
+    partial = rope.get("partial_rotary_factor", c.get("rotary_pct", 1.0))
+    require(partial == 1.0, source, f"it rotates a part of each head ({partial}), TinyGPT rotates all of it")
+    return float(rope.get("rope_theta", c.get("rope_theta", 10000.0)))
+
+
+def multiple_of(n_embd: int, hidden: int, source: str) -> int:
+    """SwiGLU's ``multiple_of`` giving ``hidden`` (the rounding TinyGPT's SwiGLU sizes itself by)."""
+    for m in (256, 128, 64, 32, 16, 8, 4, 2, 1, hidden):
+        if swiglu_hidden_size(n_embd, m) == hidden:
+            return m
+    raise UserError(
+        f"{source}: intermediate_size={hidden} is below the smallest SwiGLU width TinyGPT builds for "
+        f"hidden_size={n_embd} ({swiglu_hidden_size(n_embd, 1)}); TinyGPT cannot import this model"
+    )
+
+
+def from_hf_config(c: dict[str, Any], source: str) -> dict[str, Any]:
+    """Our model config for a transformers config (``PretrainedConfig.to_dict()``, defaults filled in)."""
+    arch = c.get("model_type")
+    if arch not in ARCHITECTURES:
+        raise UserError(
+            f"{source}: model_type {arch!r} is not one TinyGPT imports; it imports {', '.join(ARCHITECTURES)}"
+        )
+    if arch == "gpt2":
+        return gpt2_model(c, source)
+    heads, n_embd = c["num_attention_heads"], c["hidden_size"]
+    require(n_embd % heads == 0, source, f"hidden_size={n_embd} is not a multiple of the {heads} heads")
+    require(
+        c.get("head_dim") in (None, n_embd // heads), source, f"head_dim={c.get('head_dim')} != hidden/heads"
+    )
+    shape = dict(
+        n_layer=c["num_hidden_layers"],
+        n_head=heads,
+        n_embd=n_embd,
+        block_size=c["max_position_embeddings"],
+        tie_weights=bool(c.get("tie_word_embeddings")),
+    )
+    pos = part("tinygpt.model.RoPE", base=rope_theta(c, source))
+    if arch == "gpt_neox":
+        require(c.get("hidden_act") in GELU_TANH_NAMES, source, f"its activation is {c.get('hidden_act')}")
+        require(c.get("attention_bias", True), source, "its attention has no biases")
+        require(
+            c["intermediate_size"] % n_embd == 0, source, "intermediate_size is no multiple of hidden_size"
+        )
+        norm = part("torch.nn.LayerNorm", eps=c["layer_norm_eps"], bias=True)
+        mlp = part("tinygpt.model.GeluMLP", expansion=c["intermediate_size"] // n_embd)
+        return our_model(norm, pos, mlp, bias=True, parallel_block=bool(c["use_parallel_residual"]), **shape)
+    require(c.get("hidden_act") == "silu", source, f"its activation is {c.get('hidden_act')}, not silu")
+    norm = part("torch.nn.RMSNorm", eps=c["rms_norm_eps"])
+    mlp = part("tinygpt.model.SwiGLU", multiple_of=multiple_of(n_embd, c["intermediate_size"], source))
+    bias = bool(c.get("attention_bias", False))
+    require(bias == bool(c.get("mlp_bias", bias)), source, "attention_bias and mlp_bias differ")
+    require(not (arch == "qwen3" and bias), source, "attention_bias=true (Qwen3's MLP has no biases)")
+    kv = c.get("num_key_value_heads") or heads
+    return our_model(
+        norm,
+        pos,
+        mlp,
+        bias=bias,
+        n_kv_head=kv,
+        qk_norm=arch == "qwen3",
+        sliding_window=window(c, source),
+        **shape,
+    )
+
+
+def window(c: dict[str, Any], source: str) -> int | None:
+    """The sliding window of a Mistral or Qwen3 config, if every layer has it (TinyGPT's layers agree)."""
+    if c["model_type"] == "mistral":
+        return c.get("sliding_window")
+    if c["model_type"] != "qwen3" or not c.get("use_sliding_window"):
+        return None
+    kinds = set(c.get("layer_types") or [])
+    require(kinds == {"sliding_attention"}, source, f"its layers mix attention kinds ({sorted(kinds)})")
+    return c["sliding_window"]
+
+
+def gpt2_model(c: dict[str, Any], source: str) -> dict[str, Any]:
+    n_embd, n_inner = c["n_embd"], c.get("n_inner") or 4 * c["n_embd"]
+    require(
+        c.get("activation_function") in GELU_TANH_NAMES,
+        source,
+        f"its activation is {c.get('activation_function')}",
+    )
+    require(n_inner % n_embd == 0, source, f"n_inner={n_inner} is no multiple of n_embd={n_embd}")
+    require(c.get("scale_attn_weights", True), source, "it does not scale attention scores")
+    require(not c.get("scale_attn_by_inverse_layer_idx"), source, "it scales attention by layer")
+    return our_model(
+        part("torch.nn.LayerNorm", eps=c["layer_norm_epsilon"], bias=True),
+        part("tinygpt.model.LearnedPositions"),
+        part("tinygpt.model.GeluMLP", expansion=n_inner // n_embd),
+        n_layer=c["n_layer"],
+        n_head=c["n_head"],
+        n_embd=n_embd,
+        block_size=c["n_positions"],
+        bias=True,
+        tie_weights=bool(c.get("tie_word_embeddings", True)),
+    )

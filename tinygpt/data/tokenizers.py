@@ -114,7 +114,7 @@ class BPETokenizer:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
         pieces, rest = split_text(text, self.PIECE_CHARS)
-        encodings = self._tok.encode_batch_fast([*pieces, rest])
+        encodings = self._tok.encode_batch_fast([*pieces, rest], add_special_tokens=False)  # no BOS per piece
         return np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
