@@ -145,13 +145,15 @@ def test_import_mistakes_are_one_clear_line(runs, tmp_path):
     assert not (tmp_path / "x" / "ckpt.pt").exists()
 
 
-def test_a_shorter_block_size_slices_the_learned_positions(runs, tmp_path):
+def test_a_shorter_block_size_slices_the_learned_positions_and_the_run_resumes(runs, tmp_path):
     folder = export_run(runs["char"], tmp_path / "hf")
-    cfg = compose_train(f"init_from={folder}", "max_steps=1", "model.block_size=16", "optim.lr=1e-30")
-    train(cfg, tmp_path / "run", overrides=[f"init_from={folder}", "model.block_size=16"])
+    typed = [f"init_from={folder}", "model.block_size=16"]
+    train(compose_train(*typed, "max_steps=1", "optim.lr=1e-30"), tmp_path / "run", overrides=typed)
     model = load(tmp_path / "run", device="cpu").model
     full = load_file(folder / "model.safetensors")["transformer.wpe.weight"]
     assert model.block_size == 16
     assert torch.equal(model.transformer.wpe.weight, full[:16])
     ids = load_tokenizer(tmp_path / "run" / "tokenizer.json").encode(TEXT)
     assert ids.tolist() == load_tokenizer(runs["char"] / "tokenizer.json").encode(TEXT).tolist()
+    resumed = train(compose_train(*typed, "max_steps=2", "resume=true"), tmp_path / "run", overrides=typed)
+    assert resumed["step"] == 2

@@ -31,13 +31,15 @@ from tinygpt.hf import to_hf_config, to_hf_state
 from tinygpt.model import GPT
 
 
-def hf_model(model_cfg: dict[str, Any], model: GPT) -> Any:
+def hf_model(model_cfg: dict[str, Any], model: GPT, eot_id: int | None = None) -> Any:
     """The transformers model (eval mode, fp32 on CPU) computing what ``model`` computes, built from
-    our resolved model config ``model_cfg`` and a copy of the weights."""
+    our resolved model config ``model_cfg`` and a copy of the weights; ``eot_id`` (<|endoftext|>, if
+    the tokenizer has one) is its bos, eos and pad token."""
     from transformers import AutoConfig, AutoModelForCausalLM  # ~5 s: only when exporting
 
     config = to_hf_config(model_cfg, vocab_size=model.lm_head.out_features)
-    hf_config = AutoConfig.for_model(config.pop("model_type"), **config)
+    special = dict(bos_token_id=eot_id, eos_token_id=eot_id, pad_token_id=eot_id)
+    hf_config = AutoConfig.for_model(config.pop("model_type"), **config, **special)
     hf = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
     state = to_hf_state({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, model_cfg)
     hf.load_state_dict(state, strict=True)
@@ -85,12 +87,9 @@ def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool
     check_out(out)
     run = Path(run).expanduser()
     model, tokenizer = load(run, ckpt, ema, device="cpu")
-    model_cfg, _ = model_config(load_checkpoint(run / CHECKPOINTS[ckpt], map_location="cpu"), run)
-    to_hf_config(model_cfg, model.lm_head.out_features)  # refuses an unexportable model before any work
-    hf = hf_model(model_cfg, model)
-    eot = getattr(tokenizer, "eot_id", None)
-    hf.generation_config.update(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
-    hf.config.update(dict(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot))
+    ckpt_path = run / CHECKPOINTS[ckpt]
+    model_cfg, _ = model_config(load_checkpoint(ckpt_path, mmap=True), ckpt_path)  # what built it
+    hf = hf_model(model_cfg, model, getattr(tokenizer, "eot_id", None))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         folder = Path(tmp) / "export"
