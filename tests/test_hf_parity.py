@@ -1,6 +1,7 @@
 """Parity with transformers: with our weights copied across (tinygpt.hf), each preset computes the same
 logits as the transformers architecture it exports to, and greedy generation with our KV cache picks
-the same 40 tokens as transformers' ``generate``. Tiny random configs built here, no hub access, fp32.
+the same 40 tokens as transformers' ``generate``; their config and weights map back to ours (what
+``init_from=`` reads). Tiny random configs built here, no hub access, fp32.
 
 The weights are re-drawn at O(1) scale (the training init's 0.02 would make every logit ~0, so a wrong
 formula could hide under the 1e-5 tolerance). The max abs logit difference of each case is printed
@@ -17,7 +18,7 @@ from omegaconf import OmegaConf
 from tinygpt.engine import generate
 from tinygpt.errors import UserError
 from tinygpt.export import hf_model
-from tinygpt.hf import to_hf_config
+from tinygpt.hf import from_hf_config, from_hf_state, to_hf_config, to_hf_state
 
 VOCAB = 61
 PROMPT, NEW = 8, 40
@@ -66,7 +67,7 @@ def max_logit_diff(ours, theirs, idx: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_logits_and_greedy_tokens_equal_transformers(case):
+def test_logits_and_greedy_tokens_equal_transformers_and_map_back(case):
     overrides, model_type = CASES[case]
     model = redrawn_model(*overrides)
     cfg = model_config(*overrides)
@@ -85,6 +86,34 @@ def test_logits_and_greedy_tokens_equal_transformers(case):
             prompt, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0
         )
     assert ours.tolist() == expected.tolist()
+
+    # what init_from= reads: their config and state dict give back our config and tensors
+    assert from_hf_config(theirs.config.to_dict(), "config.json") == cfg
+    back, state = from_hf_state(theirs.state_dict(), cfg, "model.safetensors"), model.state_dict()
+    assert back.keys() == state.keys()
+    assert all(torch.equal(back[name], state[name]) for name in state)
+
+
+def test_gpt2_files_of_the_hub_layout_map_too():
+    """The Hub's GPT-2 files name weights without "transformer." and carry attention-mask buffers."""
+    model, cfg = redrawn_model(), model_config()
+    hub = {name.removeprefix("transformer."): t for name, t in to_hf_state(model.state_dict(), cfg).items()}
+    hub["h.0.attn.bias"] = torch.ones(1, 1, 64, 64).tril()
+    del hub["lm_head.weight"]  # tied: transformers leaves it out
+    back, state = from_hf_state(hub, cfg, "model.safetensors"), model.state_dict()
+    assert back.keys() == state.keys()
+    assert all(torch.equal(back[name], state[name]) for name in state)
+
+
+def test_import_refuses_what_tinygpt_cannot_compute_exactly():
+    cfg = hf_model(model_config(*NEOX), redrawn_model(*NEOX)).config.to_dict()
+    cfg["rope_parameters"]["partial_rotary_factor"] = 0.25  # Pythia's
+    with pytest.raises(UserError, match="rotates a part of each head"):
+        from_hf_config(cfg, "config.json")
+    cfg["rope_parameters"]["partial_rotary_factor"] = 1.0
+    cfg["hidden_act"] = "gelu"
+    with pytest.raises(UserError, match="its activation is gelu"):
+        from_hf_config(cfg, "config.json")
 
 
 @pytest.mark.parametrize("arch", ["mistral", "qwen3"])

@@ -394,7 +394,7 @@ def rope_theta(c: dict[str, Any], source: str) -> float:
 
 def multiple_of(n_embd: int, hidden: int, source: str) -> int:
     """SwiGLU's ``multiple_of`` giving ``hidden`` (the rounding TinyGPT's SwiGLU sizes itself by)."""
-    for m in (256, 128, 64, 32, 16, 8, 4, 2, 1, hidden):
+    for m in (64, 256, 128, 32, 16, 8, 4, 2, 1, hidden):  # TinyGPT's default first
         if swiglu_hidden_size(n_embd, m) == hidden:
             return m
     raise UserError(
@@ -441,6 +441,7 @@ def from_hf_config(c: dict[str, Any], source: str) -> dict[str, Any]:
     require(bias == bool(c.get("mlp_bias", bias)), source, "attention_bias and mlp_bias differ")
     require(not (arch == "qwen3" and bias), source, "attention_bias=true (Qwen3's MLP has no biases)")
     kv = c.get("num_key_value_heads") or heads
+    kv = None if kv == heads else kv  # as our configs say plain multi-head
     return our_model(
         norm,
         pos,
