@@ -55,10 +55,10 @@ def folder_model_config(folder: Path) -> tuple[dict[str, Any], int]:
         raise UserError(
             f"{path}: model_type {kind!r} is not one TinyGPT imports; it imports {', '.join(ARCHITECTURES)}"
         )
-    from transformers import AutoConfig  # ~5 s: only with init_from
+    from transformers import CONFIG_MAPPING  # ~5 s: only with init_from
 
-    try:  # a known model_type: its config class fills in the defaults; no code of the folder runs
-        config = AutoConfig.for_model(raw["model_type"]).from_dict(raw).to_dict()
+    try:  # a known model_type: its own config class fills in the defaults; no code of the folder runs
+        config = CONFIG_MAPPING[raw["model_type"]].from_dict(raw).to_dict()
     except Exception as exc:
         raise UserError(f"{path} is not a valid {raw['model_type']} config ({exc})") from exc
     return from_hf_config(config, str(path)), int(config["vocab_size"])
