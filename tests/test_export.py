@@ -93,6 +93,19 @@ def test_export_import_export_gives_identical_tensors(kind, runs, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+def test_the_token_cache_never_reuses_the_ids_of_another_folders_tokenizer(runs, tmp_path):
+    """Two folders at the same path, one after the other, with other tokenizers: the second run
+    encodes the text again with its own tokenizer instead of reusing the first run's cache entry."""
+    folder, corpus = tmp_path / "hf", tmp_path / "corpus.txt"
+    shutil.copyfile(embedded_corpus_path(), corpus)
+    for kind in ("char", "bpe"):
+        shutil.rmtree(folder, ignore_errors=True)
+        export_run(runs[kind], folder)
+        typed = [f"init_from={folder}", "data=text", f"data.path={corpus}"]
+        train(compose_train(*typed, "max_steps=1"), tmp_path / kind, overrides=typed)
+        assert (tmp_path / kind / "tokenizer.json").read_text() == (folder / "tokenizer.json").read_text()
+
+
 def test_export_refuses_an_existing_folder_and_an_unexportable_model(runs, tmp_path):
     taken = tmp_path / "taken"
     taken.mkdir()
