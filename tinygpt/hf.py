@@ -209,20 +209,8 @@ def to_hf_config(model: dict[str, Any], vocab_size: int) -> dict[str, Any]:
         tie_word_embeddings=o.tie_weights,
     )
     if arch == "gpt2":
-        return dict(
-            common,
-            n_positions=o.block_size,
-            n_embd=o.n_embd,
-            n_layer=o.n_layer,
-            n_head=o.n_head,
-            n_inner=o.mlp_hidden,
-            activation_function=GELU_TANH,
-            layer_norm_epsilon=o.norm_eps,
-            resid_pdrop=o.dropout,
-            embd_pdrop=o.dropout,
-            attn_pdrop=o.dropout,
-        )
-    shared = dict(
+        return dict(common, **gpt2_config(o))
+    rope = dict(
         common,
         hidden_size=o.n_embd,
         intermediate_size=o.mlp_hidden,
@@ -233,29 +221,44 @@ def to_hf_config(model: dict[str, Any], vocab_size: int) -> dict[str, Any]:
         rope_parameters={"rope_type": "default", "rope_theta": o.rope_base},
     )
     if arch == "gpt_neox":
-        shared["rope_parameters"]["partial_rotary_factor"] = 1.0
+        rope["rope_parameters"]["partial_rotary_factor"] = 1.0  # NeoX's default rotates a quarter
         return dict(
-            shared,
+            rope,
             layer_norm_eps=o.norm_eps,
             hidden_act=GELU_TANH,
             use_parallel_residual=o.parallel_block,
             attention_bias=True,
             hidden_dropout=o.dropout,
         )
-    llama = dict(
-        shared,
-        num_key_value_heads=o.n_kv_head,
-        head_dim=o.n_embd // o.n_head,
-        rms_norm_eps=o.norm_eps,
-        hidden_act="silu",
-    )
-    if arch == "llama":
-        return dict(llama, attention_bias=o.bias, mlp_bias=o.bias)
-    if arch == "mistral":
-        return dict(llama, sliding_window=o.sliding_window)
-    window = o.sliding_window is not None
+    return dict(rope, **llama_config(o, arch))
+
+
+def gpt2_config(o: Options) -> dict[str, Any]:
     return dict(
-        llama,
+        n_positions=o.block_size,
+        n_embd=o.n_embd,
+        n_layer=o.n_layer,
+        n_head=o.n_head,
+        n_inner=o.mlp_hidden,
+        activation_function=GELU_TANH,
+        layer_norm_epsilon=o.norm_eps,
+        resid_pdrop=o.dropout,
+        embd_pdrop=o.dropout,
+        attn_pdrop=o.dropout,
+    )
+
+
+def llama_config(o: Options, arch: str) -> dict[str, Any]:
+    """The Llama family's own keys: GQA, RMSNorm, SiLU, and per architecture biases or the window."""
+    keys = dict(num_key_value_heads=o.n_kv_head, head_dim=o.n_embd // o.n_head, rms_norm_eps=o.norm_eps)
+    keys["hidden_act"] = "silu"
+    if arch == "llama":
+        return dict(keys, attention_bias=o.bias, mlp_bias=o.bias)
+    if arch == "mistral":
+        return dict(keys, sliding_window=o.sliding_window)
+    window = o.sliding_window is not None  # Qwen3: every layer slides, or none
+    return dict(
+        keys,
         attention_bias=False,
         use_sliding_window=window,
         sliding_window=o.sliding_window,
@@ -426,31 +429,36 @@ def from_hf_config(c: dict[str, Any], source: str) -> dict[str, Any]:
     )
     pos = part("tinygpt.model.RoPE", base=rope_theta(c, source))
     if arch == "gpt_neox":
-        require(c.get("hidden_act") in GELU_TANH_NAMES, source, f"its activation is {c.get('hidden_act')}")
-        require(c.get("attention_bias", True), source, "its attention has no biases")
-        require(
-            c["intermediate_size"] % n_embd == 0, source, "intermediate_size is no multiple of hidden_size"
-        )
-        norm = part("torch.nn.LayerNorm", eps=c["layer_norm_eps"], bias=True)
-        mlp = part("tinygpt.model.GeluMLP", expansion=c["intermediate_size"] // n_embd)
-        return our_model(norm, pos, mlp, bias=True, parallel_block=bool(c["use_parallel_residual"]), **shape)
+        return neox_model(c, source, pos, shape)
+    return llama_model(c, source, pos, shape)
+
+
+def neox_model(c: dict[str, Any], source: str, pos: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    n_embd = c["hidden_size"]
+    require(c.get("hidden_act") in GELU_TANH_NAMES, source, f"its activation is {c.get('hidden_act')}")
+    require(c.get("attention_bias", True), source, "its attention has no biases")
+    require(c["intermediate_size"] % n_embd == 0, source, "intermediate_size is no multiple of hidden_size")
+    norm = part("torch.nn.LayerNorm", eps=c["layer_norm_eps"], bias=True)
+    mlp = part("tinygpt.model.GeluMLP", expansion=c["intermediate_size"] // n_embd)
+    return our_model(norm, pos, mlp, bias=True, parallel_block=bool(c["use_parallel_residual"]), **shape)
+
+
+def llama_model(c: dict[str, Any], source: str, pos: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """Llama, Mistral or Qwen3: RMSNorm, SwiGLU, GQA; Qwen3 adds QK-norm, Mistral a sliding window."""
+    arch, heads = c["model_type"], c["num_attention_heads"]
     require(c.get("hidden_act") == "silu", source, f"its activation is {c.get('hidden_act')}, not silu")
     norm = part("torch.nn.RMSNorm", eps=c["rms_norm_eps"])
-    mlp = part("tinygpt.model.SwiGLU", multiple_of=multiple_of(n_embd, c["intermediate_size"], source))
+    mlp = part(
+        "tinygpt.model.SwiGLU", multiple_of=multiple_of(c["hidden_size"], c["intermediate_size"], source)
+    )
     bias = bool(c.get("attention_bias", False))
     require(bias == bool(c.get("mlp_bias", bias)), source, "attention_bias and mlp_bias differ")
     require(not (arch == "qwen3" and bias), source, "attention_bias=true (Qwen3's MLP has no biases)")
     kv = c.get("num_key_value_heads") or heads
     kv = None if kv == heads else kv  # as our configs say plain multi-head
+    window_size = window(c, source)
     return our_model(
-        norm,
-        pos,
-        mlp,
-        bias=bias,
-        n_kv_head=kv,
-        qk_norm=arch == "qwen3",
-        sliding_window=window(c, source),
-        **shape,
+        norm, pos, mlp, bias=bias, n_kv_head=kv, qk_norm=arch == "qwen3", sliding_window=window_size, **shape
     )
 
 
