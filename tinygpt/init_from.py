@@ -10,6 +10,7 @@ The folder is untrusted: config.json is read as JSON data and mapped onto TinyGP
 transformers is imported only here, and only when ``init_from`` is set.
 """
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterable
@@ -159,7 +160,7 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
             f"vocab_size={vocab_size}; TinyGPT needs them equal"
         )
     digest = hashlib.sha256(tokenizer_path.read_bytes()).hexdigest()
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was composed
     with open_dict(cfg):
         cfg.model = imported
         cfg.data.tokenizer = dict(
