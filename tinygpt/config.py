@@ -69,6 +69,7 @@ class TrainSchema:
     curriculum_steps: int | None = MISSING
     max_skipped_steps: int = MISSING
     dist_timeout_s: int = MISSING
+    init_from: str | None = MISSING
     # the config groups, composed from conf/<group>/*.yaml
     model: Any = MISSING
     optim: Any = MISSING

@@ -45,6 +45,7 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
+from tinygpt.init_from import load_weights, with_init_from
 from tinygpt.loggers import NullLogger
 from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
@@ -118,6 +119,8 @@ def train(
     (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
     """
     run_dir = Path(run_dir)
+    if cfg.init_from is not None:  # model config and tokenizer from a transformers folder
+        cfg = with_init_from(cfg, overrides or [])
     check_train_config(cfg, world.size)
     device = pick_device(cfg.device, world)
     with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
@@ -222,6 +225,8 @@ def build_job(
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     model = instantiate(cfg.model)(vocab_size=max(vocab_size or 0, data.tokenizer.vocab_size)).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
+    if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
+        load_weights(model, cfg.init_from, resolved(cfg)["model"])
     optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
