@@ -26,8 +26,8 @@ def new_state(optimizer=torch.optim.AdamW, ema_decay=None, seed=0):
 
 
 def poisoned(model):
-    """The model's forward, with every logit NaN: a loss and gradients that are not finite."""
-    return lambda x: model(x) * float("nan")
+    """The model's forward, its loss made NaN: a loss and gradients that are not finite."""
+    return lambda x, **loss: model(x, **loss) * float("nan")
 
 
 def snapshot(state):
@@ -156,3 +156,27 @@ def test_the_ema_lives_on_the_models_device():
     ema = make_ema(model)
     assert ema.n_averaged.device.type == "meta"
     assert all(p.device.type == "meta" for p in ema.parameters())
+
+
+def test_the_compiled_step_computes_the_loss_in_its_graph_and_matches_the_eager_step():
+    """torch.compile of the model compiles the loss with it (label smoothing and z-loss included), so
+    inductor fuses the head's log-softmax and casts; the numbers stay those of the eager step."""
+    graphs = []
+
+    def inductor_recording(graph, example_inputs):
+        graphs.append(graph)
+        return torch._inductor.compile(graph, example_inputs)
+
+    settings = StepSettings(label_smoothing=0.1, z_loss=1e-3, grad_accum_steps=2)
+    sgd = OPTIMIZERS["sgd"]  # linear in the gradient: Adam would turn rounding noise into +-lr
+    eager, compiled = new_state(sgd), new_state(sgd)
+    forward = torch.compile(compiled.model, backend=inductor_recording)
+    for _ in range(3):
+        expected = train_step(eager, eager.model, X, Y, settings)
+        got = train_step(compiled, forward, X, Y, settings)
+        torch.testing.assert_close(got.loss, expected.loss)
+        torch.testing.assert_close(got.grad_norm, expected.grad_norm)
+    for (name, p), q in zip(compiled.model.named_parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+    ops = {str(node.target) for graph in graphs for node in graph.graph.nodes}
+    assert any("cross_entropy" in op for op in ops) and any("logsumexp" in op for op in ops), ops

@@ -16,10 +16,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from tinygpt.device import autocast
-from tinygpt.loss import lm_loss
 from tinygpt.state import TrainState
 
 NoSync = Callable[[], contextlib.AbstractContextManager]
+Forward = Callable[..., torch.Tensor]  # GPT.forward: (idx, targets=, label_smoothing=, z_loss=) -> loss
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class StepStats:
 
 def train_step(
     state: TrainState,
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: StepSettings,
@@ -52,7 +52,7 @@ def train_step(
 ) -> StepStats:
     """One update of ``state`` from the batch x, y (B, T) token ids.
 
-    ``forward`` maps ids (B, T) to logits (B, T, V): the model, or its DDP/compiled wrapper.
+    ``forward`` is the model, or its DDP/compiled wrapper: called with ``targets``, it returns the loss.
     ``reduce`` averages a scalar over ranks (identity outside DDP), so every rank takes the same
     decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch.
     """
@@ -73,7 +73,7 @@ def train_step(
 
 
 def accumulate_gradients(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: StepSettings,
@@ -91,8 +91,11 @@ def accumulate_gradients(
     for i, (xm, ym) in enumerate(slices):
         with no_sync() if i < len(slices) - 1 else contextlib.nullcontext():
             with autocast(x.device, settings.precision):
-                logits = forward(xm)  # (B/n, T, V)
-                loss = lm_loss(logits, ym, settings.label_smoothing, settings.z_loss) / n
+                # the loss comes out of the model's forward: one compiled graph from ids to loss
+                loss = (
+                    forward(xm, targets=ym, label_smoothing=settings.label_smoothing, z_loss=settings.z_loss)
+                    / n
+                )
             scaler.scale(loss).backward()
         loss_sum += loss.detach()
     return loss_sum

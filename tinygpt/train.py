@@ -46,7 +46,6 @@ from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
 from tinygpt.loggers import NullLogger
-from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
 from tinygpt.resume import checkpoint_to_resume, record_resume, resumed_config, stop_message
@@ -88,7 +87,7 @@ class Job:
     device: torch.device
     data: TextData
     state: TrainState
-    forward: torch.nn.Module  # the model as the step calls it, (B, T) ids -> (B, T, V) logits: DDP/compiled
+    forward: torch.nn.Module  # the model as the step and evaluation call it (DDP/compiled), loss included
     no_sync: Callable[[], contextlib.AbstractContextManager]  # DDP's, else a no-op
     lr_factor: Callable[[int, int], float]  # (step, max_steps) -> multiplier of optim.lr
     settings: StepSettings
@@ -397,7 +396,7 @@ def evaluate(
             data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
         )
         with autocast(device, cfg.precision):
-            total += lm_loss(model(x), y)
+            total += model(x, targets=y)  # the compiled model computes its loss in its own graph
     model.train(was_training)
     return sum_over_ranks(total, world).item() / cfg.eval_iters
 
