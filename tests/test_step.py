@@ -11,7 +11,7 @@ from conftest import build_model
 
 from tinygpt.optim import Lion
 from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, accumulate_gradients, train_step
+from tinygpt.step import StepSettings, accumulate_gradients, apply_update, train_step
 
 X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 
@@ -180,3 +180,23 @@ def test_the_compiled_step_computes_the_loss_in_its_graph_and_matches_the_eager_
         torch.testing.assert_close(p, q, msg=name)
     ops = {str(node.target) for graph in graphs for node in graph.graph.nodes}
     assert any("cross_entropy" in op for op in ops) and any("logsumexp" in op for op in ops), ops
+
+
+def test_the_update_changes_the_state_in_place_so_a_cuda_graph_can_replay_it():
+    """A CUDA graph replays its kernels onto the memory it recorded: an update that made new counter or
+    gradient tensors would leave the graph updating tensors the loop no longer reads."""
+    state = new_state(OPTIMIZERS["adamw fused (skips on the device itself)"])
+    for p in state.model.parameters():
+        p.grad = torch.zeros_like(p)  # as GraphedUpdate allocates them
+    counters = [state.skipped_total, state.skipped_in_a_row, state.worst_in_a_row]
+    grads = [p.grad for p in state.model.parameters()]
+    for loss in (1.0, float("nan"), float("nan"), 1.0):
+        state.model(X, targets=Y).backward()
+        for p, g in zip(state.model.parameters(), grads, strict=True):
+            assert p.grad is g  # backward accumulated into the same tensors
+        norm, applied = apply_update(state, torch.tensor(loss), StepSettings(), keep_grads=True)
+        assert bool(applied) == (loss == 1.0)
+    now = [state.skipped_total, state.skipped_in_a_row, state.worst_in_a_row]
+    assert all(a is b for a, b in zip(now, counters, strict=True))
+    assert [int(c) for c in counters] == [2, 0, 2]  # skipped in total, in a row now, worst run
+    assert all(int(g.count_nonzero()) == 0 for g in grads)  # zeroed for the next accumulation

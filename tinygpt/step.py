@@ -41,6 +41,9 @@ class StepStats:
     applied: torch.Tensor  # () bool: the loss and gradients were finite and the update was applied
 
 
+Update = Callable[[TrainState, torch.Tensor, StepSettings], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train_step(
     state: TrainState,
     forward: Forward,
@@ -49,14 +52,29 @@ def train_step(
     settings: StepSettings,
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     no_sync: NoSync = contextlib.nullcontext,
+    update: Update | None = None,
 ) -> StepStats:
     """One update of ``state`` from the batch x, y (B, T) token ids.
 
     ``forward`` is the model, or its DDP/compiled wrapper: called with ``targets``, it returns the loss.
     ``reduce`` averages a scalar over ranks (identity outside DDP), so every rank takes the same
-    decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch.
+    decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch. ``update``
+    applies the gradients: ``apply_update``, or the same replayed as a CUDA graph (tinygpt/graphs.py).
     """
     loss = reduce(accumulate_gradients(forward, x, y, settings, state.scaler, no_sync))
+    grad_norm, applied = (update or apply_update)(state, loss, settings)
+    return StepStats(loss=loss.detach(), grad_norm=grad_norm.detach(), applied=applied)
+
+
+def apply_update(
+    state: TrainState, loss: torch.Tensor, settings: StepSettings, keep_grads: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unscale, clip and apply the accumulated gradients if ``loss`` and they are finite; returns the
+    () gradient norm before clipping and the () bool "applied".
+
+    Every tensor of the state it changes, it changes in place, so a CUDA graph of it replays onto the
+    same memory; ``keep_grads`` zeroes the gradients in place instead of freeing them, for the same reason.
+    """
     state.scaler.unscale_(state.optimizer)
     max_norm = settings.grad_clip if settings.grad_clip > 0 else float("inf")
     grad_norm = nn.utils.clip_grad_norm_(state.model.parameters(), max_norm)
@@ -65,11 +83,11 @@ def train_step(
     if state.ema is not None:
         update_ema(state.ema, state.model, settings.ema_decay, applied)
     state.scaler.update()  # fp16: lowers the scale after an overflow; a no-op otherwise
-    state.optimizer.zero_grad(set_to_none=True)
+    state.optimizer.zero_grad(set_to_none=not keep_grads)
     state.skipped_total += ~applied
-    state.skipped_in_a_row = (state.skipped_in_a_row + 1) * ~applied
-    state.worst_in_a_row = torch.maximum(state.worst_in_a_row, state.skipped_in_a_row)
-    return StepStats(loss=loss.detach(), grad_norm=grad_norm.detach(), applied=applied)
+    state.skipped_in_a_row.add_(1).mul_(~applied)
+    torch.maximum(state.worst_in_a_row, state.skipped_in_a_row, out=state.worst_in_a_row)
+    return grad_norm, applied
 
 
 def accumulate_gradients(

@@ -45,6 +45,7 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
+from tinygpt.graphs import GraphedUpdate, can_graph_update
 from tinygpt.loggers import NullLogger
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
@@ -52,7 +53,7 @@ from tinygpt.resume import checkpoint_to_resume, record_resume, resumed_config, 
 from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
 from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, StepStats, train_step
+from tinygpt.step import StepSettings, StepStats, Update, train_step
 
 log = logging.getLogger("tinygpt")
 
@@ -93,6 +94,7 @@ class Job:
     settings: StepSettings
     config: dict[str, Any]  # the resolved config: effective_config.json and every checkpoint's copy
     overrides: list[str] | None = None  # the command line's overrides, kept in checkpoints for resumes
+    update: Update | None = None  # how the step applies its gradients: None = eagerly (apply_update)
     logger: Any = field(default_factory=NullLogger)
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
@@ -149,7 +151,7 @@ def run_loop(job: Job) -> None:
                 state.step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
             x, y = training_batch(job, block_size)
-            stats = train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
+            stats = train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
             state.step += 1
             state.tokens_seen += cfg.batch_size * block_size
 
@@ -267,6 +269,8 @@ def build_job(
         flops_per_token=flops_per_token(model, cfg.model.block_size),
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
     )
+    if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
+        job.update = graphed_update(state, world)
     if world.is_main:
         start_run_dir(job)
     log.info(
@@ -279,6 +283,15 @@ def build_job(
         run_dir,
     )
     return job
+
+
+def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
+    """compile_mode=reduce-overhead: the update joins the forward and backward in CUDA graphs where it can."""
+    why_not = can_graph_update(state, world.distributed)
+    if why_not:
+        log.info("compile_mode=reduce-overhead: %s", why_not)
+        return None
+    return GraphedUpdate(state)
 
 
 def seed_everything(seed: int) -> None:
