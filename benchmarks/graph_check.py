@@ -48,6 +48,9 @@ def update_ms(state: TrainState, update, settings: StepSettings, n: int = 50) ->
 
 
 def main(argv: list[str]) -> int:
+    if not torch.cuda.is_available():
+        print("SKIP: no CUDA device")
+        return 1
     steps = int(argv[argv.index("--steps") + 1]) if "--steps" in argv else 30
     overrides = [a for i, a in enumerate(argv) if a != "--steps" and (i == 0 or argv[i - 1] != "--steps")]
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):

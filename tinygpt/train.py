@@ -162,11 +162,23 @@ def run_loop(job: Job) -> None:
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
                     evaluate_and_keep_best(job, lr)
+                reached = job.due(cfg.eval_interval) and reached_target(job)
                 if job.world.is_main and cfg.sample_interval and job.due(cfg.sample_interval):
                     log_sample(job)
-                if job.due(cfg.ckpt_interval):
+                if job.due(cfg.ckpt_interval) or reached:
                     save(job, job.run_dir / "ckpt.pt")
+            if reached:
+                break
     job.tokens_per_s = whole_run.rate(state.tokens_seen)
+
+
+def reached_target(job: Job) -> bool:
+    """stop_at_val_loss: the latest val loss (the same on every rank) is at or below the target."""
+    target = job.cfg.stop_at_val_loss
+    if target is None or not job.val_loss <= target:
+        return False
+    log.info("step %d: val loss %.4f <= stop_at_val_loss=%g: stopping", job.state.step, job.val_loss, target)
+    return True
 
 
 def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
