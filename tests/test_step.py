@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import build_model
 
+import tinygpt.loss
 from tinygpt.optim import Lion
 from tinygpt.state import TrainState, make_ema
 from tinygpt.step import StepSettings, accumulate_gradients, apply_update, train_step
@@ -200,3 +201,31 @@ def test_the_update_changes_the_state_in_place_so_a_cuda_graph_can_replay_it():
     assert all(a is b for a, b in zip(now, counters, strict=True))
     assert [int(c) for c in counters] == [2, 0, 2]  # skipped in total, in a row now, worst run
     assert all(int(g.count_nonzero()) == 0 for g in grads)  # zeroed for the next accumulation
+
+
+def test_gradient_checkpointing_never_keeps_the_whole_logits_and_gives_the_same_loss(monkeypatch):
+    """With grad_checkpointing the head and loss go a chunk of tokens at a time (here 10 of the 64), so
+    the (B*T, V) logits, the largest tensor of a GPT-2-sized step, are never kept for backward whole."""
+    monkeypatch.setattr(tinygpt.loss, "LOGITS_PER_CHUNK", 50 * 10)
+    x, y = torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16))
+    model = build_model(vocab_size=50)
+    results = {}
+    for checkpointed in (False, True):
+        model.grad_checkpointing = checkpointed
+        kept = []
+
+        def pack(t, kept=kept):
+            kept.append(t.shape)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x, targets=y, label_smoothing=0.1, z_loss=1e-3)
+        loss.backward()
+        logits_kept = max((s.numel() for s in kept if len(s) and s[-1] == 50), default=0)
+        results[checkpointed] = loss.detach(), _grads(model), logits_kept
+        model.zero_grad()
+    (plain_loss, plain_grads, plain_kept), (loss, grads, kept_now) = results[False], results[True]
+    assert plain_kept == 64 * 50 and kept_now < 64 * 50
+    torch.testing.assert_close(loss, plain_loss)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, plain_grads[name], msg=name)

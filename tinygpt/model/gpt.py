@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
-from tinygpt.loss import lm_loss
+from tinygpt.loss import chunked_lm_loss, lm_loss
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
@@ -156,7 +156,8 @@ class GPT(nn.Module):
         self.block_size = block_size
         self.n_layer = n_layer
         self.sliding_window = sliding_window
-        self.grad_checkpointing = False  # set by the loop: recompute each block in backward to save memory
+        # set by the loop: recompute each block, and the head + loss a chunk at a time, in backward
+        self.grad_checkpointing = False
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab_size, n_embd),
@@ -223,6 +224,8 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)  # (B, T, C)
         if targets is None:
             return self.lm_head(x)
+        if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
+            return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
         return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
 
     def num_params(self, non_embedding: bool = True) -> int:
