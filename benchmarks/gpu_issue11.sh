@@ -19,7 +19,8 @@ SUMMARY=$OUT/summary.md; : > "$SUMMARY"
 READ=(python "$HERE/benchmarks/issue11.py")
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
-left() { echo $((BUDGET_S - SECONDS)); }
+RESERVE=0  # seconds kept for the rows after this one
+left() { echo $((BUDGET_S - SECONDS - RESERVE)); }
 capped() {  # capped CAP COMMAND...: COMMAND under `timeout` of CAP s or what is left of the budget
   local cap=$1 l; shift; l=$(( $(left) - 5 ))
   if (( l < 20 )); then echo "skipped: ${l} s of the budget left" >&2; return 124; fi
@@ -55,8 +56,9 @@ say "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/n
     "$(python -c 'import torch; print("torch", torch.__version__)'), $(nproc) CPU cores, DRY=$DRY"
 say ""
 
+RESERVE=150  # the speedrun's two runs (~70 s each on an H100) come after rows 1-3
 echo "=== 1. default model 4L-4H-128E, block 128, batch 64, bf16: nanoGPT train.py vs ours (target >= 4x)"
-capped 60 python "$HERE/benchmarks/graph_check.py" > "$OUT/graph_check.log" 2>&1
+capped 60 python "$HERE/benchmarks/graph_check.py" ema_decay=0.99 > "$OUT/graph_check.log" 2>&1
 say "graph check (update as a CUDA graph = eager update): $(grep -E 'PASS|FAIL|SKIP|Error' "$OUT/graph_check.log" | tail -n 1)"
 say "$(grep 'update alone' "$OUT/graph_check.log")"
 nano nano_default 100 train.py config/train_shakespeare_char.py --n_layer=4 --n_head=4 --n_embd=128 \
@@ -70,11 +72,19 @@ say "|---|---:|---:|---:|---:|---:|---:|---|"
 say "| default model, reduce-overhead (forward, loss, backward and update in CUDA graphs) | $NANO_MS | $("${READ[@]}" ours "$OUT/default_ro.json") | $("${READ[@]}" ratio "$NANO_MS" "$OURS_MS") | >= 4x |"
 
 echo "=== 2. GPT-2 124M shape (12L-12H-768E, block 1024, vocab 50304), bf16, compile: nanoGPT bench.py vs ours"
+# nanoGPT's bench.py at batch 32 (a compile of ~1 min) only if rows 2b and 3 still fit after it; else its
+# figure from the first measurement (same H100 kind and torch, RESULTS.md), marked "recorded"
+declare -A RECORDED=([12]=28.60 [32]=69.36)
 for batch in 12 32; do
-  nano "nano_bench_$batch" 110 bench.py --batch_size=$batch --real_data=False --compile=True
+  if (( batch == 12 || $(left) >= 200 )); then
+    nano "nano_bench_$batch" 110 bench.py --batch_size=$batch --real_data=False --compile=True
+    NANO_MS=$("${READ[@]}" nano-bench "$OUT/nano_bench_$batch.log")
+  else
+    NANO_MS="${RECORDED[$batch]} (recorded)"
+  fi
   ours "g2_$batch" 110 --steps 20 --warmup 10 "${G2[@]}" batch_size=$batch
-  NANO_MS=$("${READ[@]}" nano-bench "$OUT/nano_bench_$batch.log"); OURS_MS=$("${READ[@]}" field "$OUT/g2_$batch.json" ms_per_step)
-  say "| 124M shape, batch $batch, compile (default mode) | $NANO_MS | $("${READ[@]}" ours "$OUT/g2_$batch.json") | $("${READ[@]}" ratio "$NANO_MS" "$OURS_MS") | >= 1.25x |"
+  OURS_MS=$("${READ[@]}" field "$OUT/g2_$batch.json" ms_per_step)
+  say "| 124M shape, batch $batch, compile (default mode) | $NANO_MS | $("${READ[@]}" ours "$OUT/g2_$batch.json") | $("${READ[@]}" ratio "${NANO_MS%% *}" "$OURS_MS") | >= 1.25x |"
 done
 
 echo "=== 3. gradient checkpointing (chunked head + loss), 124M shape, batch 32, bf16, eager: peak memory"
@@ -85,6 +95,7 @@ PLAIN=$("${READ[@]}" field "$OUT/mem_plain.json" peak_memory_bytes); CKPT=$("${R
 say "| 124M batch 32 eager, grad_checkpointing=false | | $("${READ[@]}" ours "$OUT/mem_plain.json") | | |"
 say "| same, grad_checkpointing=true | | $("${READ[@]}" ours "$OUT/mem_ckpt.json") | memory $("${READ[@]}" ratio "$CKPT" "$PLAIN") of without | <= 0.6x |"
 
+RESERVE=20  # sampling
 echo "=== 4. speedrun: wall time from the command to the first val loss <= 1.47 on tiny-shakespeare chars"
 say ""
 speed() {  # speed NAME CAP ARGS...: our speedrun, timed by until-val from the command's start
@@ -104,6 +115,7 @@ else
   speed speedrun_C 100 compile_mode=default            # without CUDA graphs, in case they were the trouble
 fi
 
+RESERVE=0
 echo "=== 5. sampling on the GPU"
 if (( DRY )); then SAMPLE=(--tokens 20); else SAMPLE=(--device cuda); fi
 capped 60 python "$HERE/benchmarks/generate_speed.py" "${SAMPLE[@]}" > "$OUT/sampling.log" 2>&1
