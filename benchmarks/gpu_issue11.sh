@@ -42,8 +42,8 @@ if (( DRY )); then
   GPU=(device=cpu precision=fp32 compile=false); STEPS=(--steps 2 --warmup 1)
   G2=(--vocab-size 512 model.n_layer=2 model.n_head=2 model.n_embd=64 model.block_size=64 model.bias=false
       "${GPU[@]}")
-  SPEED=(precision=fp32 compile=false device=cpu model.n_layer=2 model.n_embd=64 model.n_head=2 max_steps=40
-         eval_interval=20 eval_iters=2 stop_at_val_loss=9.0)
+  SPEED=(precision=fp32 compile=false device=cpu model.n_layer=2 model.n_embd=64 model.n_head=2
+         model.block_size=64 batch_size=8 max_steps=20 eval_interval=10 eval_iters=2 stop_at_val_loss=9.0)
 else
   GPU=(device=cuda precision=bf16 compile=true); STEPS=(--steps 200 --warmup 30)
   G2=(--vocab-size 50304 model.n_layer=12 model.n_head=12 model.n_embd=768 model.block_size=1024

@@ -77,6 +77,7 @@ def until_val(target: float, log_path: Path, command: list[str]) -> str:
     best: tuple[float, int, float] | None = None  # (val loss, step, seconds)
 
     def stop(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `timeout` signals the whole group: once is enough
         raise Stopped
 
     signal.signal(signal.SIGTERM, stop)

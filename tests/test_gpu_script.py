@@ -1,10 +1,12 @@
 """benchmarks/gpu_issue11.sh runs on a GPU once, in a budget: what it reads and how it stops is tested here
 (its DRY=1 mode runs the rest on a CPU, in minutes)."""
 
+import os
 import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO, run_cli
 
 NANO_EVALS = "step 250: train loss 1.60, val loss 1.7001\nstep 500: train loss 1.40, val loss 1.4650\n"
@@ -47,3 +49,26 @@ def test_figures_come_out_of_each_programs_log(tmp_path):
     assert read("nano-bench", str(bench_log)) == "28.60"
     assert read("ratio", "28.60", "14.30") == "2.00x"
     assert read("ratio", "n/a", "14.30") == "n/a"
+
+
+def test_a_timeout_around_until_val_still_reports_the_best_and_ends_the_run(tmp_path):
+    """The script caps every row with `timeout`: the best val so far is still printed, and the timed
+    command is gone (never left running on the GPU)."""
+    pid_file = tmp_path / "pid"
+    sleeper = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        "print('step 250 | val_loss 1.9000', flush=True); time.sleep(60)"
+    )
+    command = [sys.executable, "-m", "benchmarks.issue11", "until-val", "1.47", str(tmp_path / "log"), "--"]
+    proc = subprocess.run(
+        ["timeout", "-k", "5", "3", *command, sys.executable, "-c", sleeper],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.stdout.startswith("never <= 1.47 (timed out after "), proc.stdout + proc.stderr
+    assert "best val 1.9000 at step 250" in proc.stdout
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
