@@ -2,6 +2,7 @@
 
     python benchmarks/issue11.py nano-train LOG     # nanoGPT train.py: median ms/iter, 3 first left out
     python benchmarks/issue11.py nano-bench LOG     # nanoGPT bench.py: its "time per iteration" in ms
+    python benchmarks/issue11.py nano-mfu LOG       # nanoGPT bench.py: its MFU, against 989 TFLOP/s
     python benchmarks/issue11.py ours JSON          # python -m tinygpt.bench --json: ms, tok/s, MFU, memory
     python benchmarks/issue11.py field JSON KEY     # one value of that JSON ("n/a" if missing)
     python benchmarks/issue11.py ratio A B          # A / B to two decimals ("n/a" unless both are numbers)
@@ -33,6 +34,12 @@ def nano_train(log: str) -> str:
 def nano_bench(log: str) -> str:
     found = re.findall(r"time per iteration: ([\d.]+)ms", log)
     return f"{float(found[-1]):.2f}" if found else "n/a"
+
+
+def nano_mfu(log: str, peak_tflops: float = 989.0) -> str:
+    """bench.py's MFU is against an A100's 312 TFLOP/s: restated against ``peak_tflops`` (H100/H200 bf16)."""
+    found = re.findall(r"MFU: ([\d.]+)%", log)
+    return f"{float(found[-1]) * 312 / peak_tflops:.1f}%" if found else "n/a"
 
 
 def ours(path: Path) -> str:
@@ -115,6 +122,8 @@ def main(argv: list[str]) -> str:
         return nano_bench(read(argv[1]))
     if kind == "field":
         return field(Path(argv[1]), argv[2])
+    if kind == "nano-mfu":
+        return nano_mfu(read(argv[1]))
     if kind == "ratio":
         return ratio(argv[1], argv[2])
     if kind == "ours":

@@ -47,6 +47,7 @@ def test_figures_come_out_of_each_programs_log(tmp_path):
     bench_log = tmp_path / "bench.log"
     bench_log.write_text("0/20 loss: 10.9\ntime per iteration: 28.6012ms, MFU: 118.22%\n")
     assert read("nano-bench", str(bench_log)) == "28.60"
+    assert read("nano-mfu", str(bench_log)) == "37.3%"  # 118.22% of an A100's 312 = 37.3% of 989
     assert read("ratio", "28.60", "14.30") == "2.00x"
     assert read("ratio", "n/a", "14.30") == "n/a"
 
