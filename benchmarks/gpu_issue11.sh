@@ -109,7 +109,7 @@ speed() {  # speed NAME CAP ARGS...: our speedrun, timed by until-val from the c
   local line; line=$(capped "$cap" "${READ[@]}" until-val 1.47 "$OUT/$name.log" -- python -m tinygpt.train \
     experiment=shakespeare_speedrun data.path="$SHAKESPEARE" hydra.run.dir="$OUT/$name" "${SPEED[@]}" "$@")
   say "speedrun TinyGPT $name ($*): ${line:-timed out}"
-  [[ $line == *"<="*"at step"* ]]
+  [[ $line == "val "* ]]  # reached: "val X <= 1.47 at step N after T s"
 }
 if (( DRY )); then say "speedrun nanoGPT: DRY, not run"; else
   say "speedrun nanoGPT train_shakespeare_char: $(cd "$NANO" && capped 130 "${READ[@]}" until-val 1.47 \
