@@ -124,6 +124,6 @@ fi
 RESERVE=0
 echo "=== 5. sampling on the GPU"
 if (( DRY )); then SAMPLE=(--tokens 20); else SAMPLE=(--device cuda); fi
-capped 60 python "$HERE/benchmarks/generate_speed.py" "${SAMPLE[@]}" > "$OUT/sampling.log" 2>&1
-say ""; say "sampling (benchmarks/generate_speed.py ${SAMPLE[*]}, rc $?):"; say "$(grep -v '^\s*$' "$OUT/sampling.log" | tail -n 8)"
+capped 60 python "$HERE/benchmarks/generate_speed.py" "${SAMPLE[@]}" > "$OUT/sampling.log" 2>&1; RC=$?
+say ""; say "sampling (benchmarks/generate_speed.py ${SAMPLE[*]}, rc $RC):"; say "$(grep -v '^\s*$' "$OUT/sampling.log" | tail -n 8)"
 say ""; say "total ${SECONDS} s of the ${BUDGET_S} s budget"
