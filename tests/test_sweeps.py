@@ -88,7 +88,8 @@ def test_every_experiment_composes_and_trains_a_step(name, tmp_path):
     local_copy = []  # experiments on downloaded corpora read a local text instead, never the network
     if "shakespeare" in name:
         local_copy = [f"data.path={embedded_corpus_path()}"]
-    cfg = compose_train(f"experiment={name}", *local_copy, *SWEEP[len(TINY) :], "max_steps=1")
+    cpu = ["compile=false", "precision=fp32"]  # GPU recipes (shakespeare_speedrun) compile and use bf16
+    cfg = compose_train(f"experiment={name}", *local_copy, *SWEEP[len(TINY) :], *cpu, "max_steps=1")
     assert train(cfg, tmp_path)["step"] == 1
 
 

@@ -48,6 +48,7 @@ class TrainSchema:
     seed: int = MISSING
     device: Device = MISSING
     max_steps: int = MISSING
+    stop_at_val_loss: float | None = MISSING
     batch_size: int = MISSING
     grad_accum_steps: int = MISSING
     grad_clip: float = MISSING

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
+from tinygpt.loss import chunked_lm_loss, lm_loss
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
@@ -159,7 +160,8 @@ class GPT(nn.Module):
         self.block_size = block_size
         self.n_layer = n_layer
         self.sliding_window = sliding_window
-        self.grad_checkpointing = False  # set by the loop: recompute each block in backward to save memory
+        # set by the loop: recompute each block, and the head + loss a chunk at a time, in backward
+        self.grad_checkpointing = False
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab_size, n_embd),
@@ -197,12 +199,22 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
-        """idx: (B, T) token ids -> logits (B, T, vocab_size).
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: list[LayerCache] | None = None,
+        targets: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+    ) -> torch.Tensor:
+        """idx: (B, T) token ids -> logits (B, T, vocab_size), or with ``targets`` (B, T) the () loss.
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        cache per layer, from ``tinygpt.engine.new_cache`` or ``tinygpt.static_cache``), idx holds
-        only the tokens after the cached ones, and their positions continue from there.
+        cache per layer, from ``tinygpt.engine.new_cache`` or ``tinygpt.static_cache``), idx holds only
+        the tokens after the cached ones, and their positions continue from there. The loss
+        (``tinygpt.loss.lm_loss``) is computed here so that ``torch.compile`` of the model compiles it in
+        the same graph as the head: the upcast and log-softmax of the (B, T, V) logits fuse instead of
+        going through memory.
         """
         T = idx.size(1)
         positions = torch.arange if cache is None else cache[0].positions  # cached: continue from them
@@ -214,7 +226,12 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, pos, wpe.rotate, layer_cache, use_reentrant=False)
             else:
                 x = block(x, pos, wpe.rotate, layer_cache)
-        return self.lm_head(self.transformer.ln_f(x))
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if targets is None:
+            return self.lm_head(x)
+        if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
+            return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
+        return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count (shared tensors once); ``non_embedding`` leaves out token and position tables."""
