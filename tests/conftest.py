@@ -51,6 +51,12 @@ def compose_train(*overrides: str, tiny: bool = True) -> DictConfig:
         return compose("train", overrides=[*(TINY if tiny else []), *overrides])
 
 
+def compose_eval(*overrides: str) -> DictConfig:
+    """The config of ``python -m tinygpt.eval overrides...``."""
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        return compose("eval", overrides=list(overrides))
+
+
 def build_model(*overrides: str, vocab_size: int = 50):
     cfg = compose_train(*overrides)
     return instantiate(cfg.model)(vocab_size=vocab_size)

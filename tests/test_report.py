@@ -128,6 +128,24 @@ def test_status_and_order_failed_runs_last(tmp_path, capsys):
     assert "b (best)" in capsys.readouterr().out
 
 
+def test_bits_per_byte_column_shows_each_runs_best_val_bpb_when_any_run_logged_it(tmp_path):
+    with_bpb = finished(2.0)
+    with_bpb["records"] = [
+        {**r, "val_bpb": r["val_loss"] * 0.9 + 0.05} for r in with_bpb["records"] if "val_loss" in r
+    ] + [{"step": 3, "val_loss": float("nan")}]  # a diverged eval: not the best
+    make_run(tmp_path / "a", **with_bpb)
+    make_run(tmp_path / "b", **finished(2.5))  # trained before val_bpb was logged
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    report = (tmp_path / "out" / "report.md").read_text()
+    header = report.splitlines()[2]
+    assert [cell.strip() for cell in header.strip("|").split("|")][4:6] == ["best val", "best val bpb"]
+    assert [row[4:6] for row in table_rows(report)] == [["2.0000", "1.8500"], ["2.5000", "—"]]
+    assert "bits per byte" in report
+
+    main([str(tmp_path / "b"), "--out", str(tmp_path / "out_b")])
+    assert "bpb" not in (tmp_path / "out_b" / "report.md").read_text()  # no run has it: no column
+
+
 def test_runs_are_named_and_ordered_naturally(tmp_path):
     for job in ("10", "2", "1"):
         make_run(tmp_path / "sweep" / job, **finished(2.0))

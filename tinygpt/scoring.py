@@ -46,7 +46,12 @@ class Score:
 
     @property
     def bits_per_byte(self) -> float:
-        return self.nats / math.log(2) / self.bytes
+        return bits_per_byte(self.loss, self.bytes / self.tokens)
+
+
+def bits_per_byte(loss: float, bytes_per_token: float) -> float:
+    """A mean loss in nats per token, as bits per byte of text."""
+    return loss / math.log(2) / bytes_per_token
 
 
 def window_starts(n_tokens: int, block_size: int, stride: int) -> list[int]:

@@ -23,16 +23,11 @@ from tinygpt.errors import UserError
 # "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
 # and run code (torch.hub.load).
 SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
-# The only targets a stored data config may name (tinygpt.eval reloads a run's data): the data
-# loaders and tokenizers of the ``data`` groups, exactly; tinygpt.data also holds functions that write.
+# The only targets a stored data config may name (tinygpt.eval reloads a run's data): the loaders of
+# the ``data`` groups, exactly (tinygpt.data also holds functions that write). Its tokenizer node is
+# never built: the run's saved tokenizer encodes the text.
 DATA_TARGETS = frozenset(
-    {
-        "tinygpt.data.load_text_data",
-        "tinygpt.data.load_embedded",
-        "tinygpt.data.load_downloaded",
-        "tinygpt.data.CharTokenizer.train",
-        "tinygpt.data.BPETokenizer.train",
-    }
+    {"tinygpt.data.load_text_data", "tinygpt.data.load_embedded", "tinygpt.data.load_downloaded"}
 )
 SCALARS = (str, int, float, bool, type(None))
 INTERPOLATION = "${"  # how OmegaConf tells an interpolation from a plain string
@@ -77,7 +72,7 @@ def check_targets(config: Any, source: str, key: str = "", data: bool = False) -
     one of DATA_TARGETS): instantiating runs it."""
     allowed: Callable[[Any], bool] = DATA_TARGETS.__contains__ if data else is_safe_target
     what = (
-        ", ".join(sorted(DATA_TARGETS))
+        f"one of tinygpt.data's loaders ({', '.join(sorted(DATA_TARGETS))})"
         if data
         else f"what is defined inside {' or '.join(t.rstrip('.') for t in SAFE_TARGETS)}"
     )
