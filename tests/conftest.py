@@ -126,5 +126,16 @@ def corpus_copy(tmp_path_factory) -> Path:
     return path
 
 
+def edited_copy(run_dir: Path, path: Path, edit) -> Path:
+    """A copy of a run directory at ``path`` whose ckpt.pt went through ``edit(state)`` (in place)."""
+    from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+
+    shutil.copytree(run_dir, path)
+    state = load_checkpoint(path / "ckpt.pt")
+    edit(state)
+    save_checkpoint(state, path / "ckpt.pt")
+    return path
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -4,15 +4,13 @@ clear line."""
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import compose_eval, compose_train, run_cli
+from conftest import compose_eval, compose_train, edited_copy, run_cli
 from hydra.utils import instantiate
 
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.errors import exit_on_user_error
 from tinygpt.eval import cli, split_tokens
 from tinygpt.generate import load_run
@@ -48,6 +46,11 @@ def bpe_run(tmp_path_factory, corpus):
     return train_run(
         tmp_path_factory.mktemp("bpe_run"), corpus, "data/tokenizer=bpe", "data.tokenizer.vocab_size=300"
     )
+
+
+def set_data(state: dict, **values) -> None:
+    """Change the data config stored in a checkpoint."""
+    state["config"]["data"].update(values)
 
 
 def evaluate(*overrides: str) -> dict:
@@ -132,11 +135,7 @@ def test_training_logs_val_loss_in_bits_per_byte(char_run):
 def test_other_data_is_tokenized_by_the_run_and_stored_cache_dirs_are_ignored(char_run, corpus, tmp_path):
     run_dir, _ = char_run
     elsewhere = tmp_path / "named_by_the_run"
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
-    state = load_checkpoint(copy / "ckpt.pt")
-    state["config"]["data"]["cache_dir"] = str(elsewhere)
-    save_checkpoint(state, copy / "ckpt.pt")
+    copy = edited_copy(run_dir, tmp_path / "copy", lambda state: set_data(state, cache_dir=str(elsewhere)))
     assert evaluate(f"run={copy}")["tokens"] > 0
     assert not elsewhere.exists()  # the token cache is this command's (TINYGPT_CACHE here)
 
@@ -189,11 +188,9 @@ ERRORS = {
 def unsafe_run(char_run, tmp_path_factory):
     """A run whose stored data config names a function that writes files."""
     copy = tmp_path_factory.mktemp("unsafe") / "run"
-    shutil.copytree(char_run[0], copy)
-    state = load_checkpoint(copy / "ckpt.pt")
-    state["config"]["data"]["_target_"] = "tinygpt.checkpoint.save_checkpoint"
-    save_checkpoint(state, copy / "ckpt.pt")
-    return copy
+    return edited_copy(
+        char_run[0], copy, lambda state: set_data(state, _target_="tinygpt.checkpoint.save_checkpoint")
+    )
 
 
 @pytest.mark.parametrize("case", ERRORS)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, edited_copy, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -366,11 +366,7 @@ def empty_run(run_dir, tmp_path_factory):
 
 def spoiled_copy(run_dir, path, spoil) -> str:
     """A copy of the run whose ckpt.pt weights went through ``spoil``, as a diverged training leaves them."""
-    shutil.copytree(run_dir, path)
-    state = load_checkpoint(path / "ckpt.pt")
-    spoil(state["model"])
-    save_checkpoint(state, path / "ckpt.pt")
-    return str(path)
+    return str(edited_copy(run_dir, path, lambda state: spoil(state["model"])))
 
 
 @pytest.fixture(scope="module")
