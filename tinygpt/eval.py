@@ -53,7 +53,7 @@ def check_keys(cfg: DictConfig) -> None:
         raise UserError(f"stride must be a positive integer (at most model.block_size), got {cfg.stride!r}")
     if cfg.text is not None and cfg.get("data") is not None:
         raise UserError("give text=FILE or data=<group>, not both: each says what to evaluate")
-    if cfg.out is not None and Path(cfg.out).exists():
+    if cfg.out is not None and Path(str(cfg.out)).exists():
         raise UserError(
             f"out={cfg.out} exists; an evaluation never replaces one: remove it or pick another name"
         )
@@ -62,8 +62,8 @@ def check_keys(cfg: DictConfig) -> None:
 def text_tokens(path: str, tokenizer: Tokenizer) -> np.ndarray:
     """(N,) ids of a UTF-8 file (or every .txt under a folder), encoded as the token cache encodes."""
     docs = find_documents(path, "text")
-    check_documents(docs, "text", lambda n: None)
-    return np.concatenate([*encode_documents(docs, tokenizer), np.zeros(0, dtype=np.int64)])
+    check_documents(docs, "text", lambda n: None)  # UTF-8 with some text in it: at least one chunk
+    return np.concatenate(list(encode_documents(docs, tokenizer)))
 
 
 def split_tokens(cfg: DictConfig, run: LoadedRun) -> np.ndarray:
@@ -88,15 +88,24 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     """Load the run, score every token of what ``cfg`` names, and say what was evaluated."""
     run = load_run(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
     model, tokenizer = run.model, run.tokenizer
-    ids = text_tokens(cfg.text, tokenizer) if cfg.text is not None else split_tokens(cfg, run)
-    if len(ids) < 2:
-        what = f"text={cfg.text}" if cfg.text is not None else f"the {cfg.split} split"
-        raise UserError(f"{what} holds {len(ids)} token(s); evaluation needs at least 2 (one to predict)")
     stride = cfg.stride if cfg.stride is not None else model.block_size
     if stride > model.block_size:
         raise UserError(
             f"stride={stride} is more than model.block_size={model.block_size}: tokens would be skipped"
         )
+    if cfg.text is not None:
+        ids = text_tokens(str(cfg.text), tokenizer)
+        evaluated = {"split": None, "text": str(cfg.text), "data": None}
+    else:
+        ids = split_tokens(cfg, run)
+        evaluated = {
+            "split": cfg.split,
+            "text": None,
+            "data": "run" if cfg.get("data") is None else "command line",
+        }
+    if len(ids) < 2:
+        what = f"text={cfg.text}" if cfg.text is not None else f"the {cfg.split} split"
+        raise UserError(f"{what} holds {len(ids)} token(s); evaluation needs at least 2 (one to predict)")
     device = next(model.parameters()).device
     log.info(
         "scoring %d tokens in windows of %d, stride %d, on %s", len(ids), model.block_size, stride, device
@@ -108,9 +117,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         "ckpt": cfg.ckpt,
         "ema": cfg.ema,
         "step": run.state.get("step"),
-        "split": None if cfg.text is not None else cfg.split,
-        "text": cfg.text,
-        "data": "command line" if cfg.get("data") is not None else ("run" if cfg.text is None else None),
+        **evaluated,
         "tokenizer": tokenizer.kind,
         "vocab_size": tokenizer.vocab_size,
         "block_size": model.block_size,
@@ -144,7 +151,7 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     """The command, given its composed config: check, evaluate, print (and write) the JSON."""
     check_keys(cfg)
     result = evaluate_run(cfg)
-    write_result(result, cfg.out)
+    write_result(result, None if cfg.out is None else str(cfg.out))
     log.info(
         "loss %.4f | perplexity %.2f | %.4f bits per byte | %d tokens, %d bytes",
         result["loss"],
