@@ -67,13 +67,13 @@ def refuse_interpolation(source: str, where: str) -> None:
     )
 
 
-def check_targets(config: Any, source: str, key: str = "", data: bool = False) -> None:
-    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS (or, with ``data``, not
-    one of DATA_TARGETS): instantiating runs it."""
-    allowed: Callable[[Any], bool] = DATA_TARGETS.__contains__ if data else is_safe_target
+def check_targets(config: Any, source: str, key: str = "", loaders: bool = False) -> None:
+    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS (or, with ``loaders``,
+    not one of DATA_TARGETS): instantiating runs it."""
+    allowed: Callable[[Any], bool] = DATA_TARGETS.__contains__ if loaders else is_safe_target
     what = (
         f"one of tinygpt.data's loaders ({', '.join(sorted(DATA_TARGETS))})"
-        if data
+        if loaders
         else f"what is defined inside {' or '.join(t.rstrip('.') for t in SAFE_TARGETS)}"
     )
     for dotted, node in nodes(config, key):
@@ -96,13 +96,13 @@ def is_safe_target(target: Any) -> bool:
     return f"{module}.".startswith(SAFE_TARGETS)
 
 
-def instantiate_data(config: dict[str, Any], source: str, key: str, data: bool = False) -> Any:
+def instantiate_data(config: dict[str, Any], source: str, key: str, loaders: bool = False) -> Any:
     """``instantiate`` a stored config (``key``: where it sits in the file) that passes both checks;
-    ``data``: a data config, whose targets must be DATA_TARGETS."""
+    ``loaders``: a data config, whose targets must be DATA_TARGETS."""
     check_data(config, source, key)
-    check_targets(config, source, key, data)
+    check_targets(config, source, key, loaders)
     node = OmegaConf.create(config)
     received = OmegaConf.to_container(node, resolve=False)  # what instantiate gets, read without resolving
     check_data(received, source, key)
-    check_targets(received, source, key, data)
+    check_targets(received, source, key, loaders)
     return instantiate(node)  # it resolves its input: with no interpolation left, that changes nothing
