@@ -268,11 +268,22 @@ def summarize(run: Run, differs: str) -> Row:
     )
 
 
+def ranks_by_bpb(rows: list[Row]) -> bool:
+    """Whether bits per byte ranks the runs: when every run with a val loss has it too. Runs with
+    different tokenizers compare only on it (their losses are per token of different sizes); for
+    runs with the same tokenizer and data it gives the val loss's order."""
+    with_val = [row for row in rows if row.best_val is not None]
+    return bool(with_val) and all(row.best_bpb is not None for row in with_val)
+
+
 def sort_rows(rows: list[Row]) -> list[Row]:
-    """Lowest best val loss first; runs without a val loss after those with one; failed runs last."""
+    """Lowest best val bpb (or, without it, val loss) first; runs without one after those with one;
+    failed runs last."""
+    by_bpb = ranks_by_bpb(rows)
 
     def key(row: Row) -> tuple[bool, float]:
-        return row.status == "failed", row.best_val if row.best_val is not None else math.inf
+        best = row.best_bpb if by_bpb else row.best_val
+        return row.status == "failed", best if best is not None else math.inf
 
     return sorted(rows, key=key)  # stable: ties keep the natural run order
 
@@ -326,8 +337,9 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def report_markdown(title: str, rows: list[Row], differs_source: str, png_name: str | None) -> str:
+    ranked_by = "best val bpb (bits per byte)" if ranks_by_bpb(rows) else "best val loss"
     notes = [
-        "best: the lowest best val loss among runs that did not fail",
+        f"best: the lowest {ranked_by} among runs that did not fail",
         f"differs: {differs_source}",
         "tokens/s: the median of the logged `tokens_per_s`",
     ]
