@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
@@ -115,6 +116,16 @@ def token_cache(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TINYGPT_CACHE", str(path))
         yield path
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: many tiny forward passes on a busy 2-core machine run far slower with two
+    threads spinning against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

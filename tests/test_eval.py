@@ -26,7 +26,7 @@ UNSEEN = "Hello from the café: 🙂 日本 Grüße and crème brûlée for Zoë
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval_corpus") / "corpus.txt"
-    path.write_text("".join(LINE.format(i=i, j=i % 7) for i in range(70)), encoding="utf-8")
+    path.write_text("".join(LINE.format(i=i, j=i % 7) for i in range(45)), encoding="utf-8")
     return path
 
 
@@ -73,6 +73,7 @@ def brute_force_nats(model, ids: np.ndarray, stride: int) -> float:
     return total
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("stride", [BLOCK, 12])
 def test_the_whole_val_split_as_training_saw_it_is_scored_token_by_token(char_run, stride):
     run_dir, cfg = char_run
