@@ -11,6 +11,7 @@ import torch
 from conftest import compose_eval, compose_train, edited_copy, run_cli
 from hydra.utils import instantiate
 
+from tinygpt.data import BPETokenizer
 from tinygpt.errors import exit_on_user_error
 from tinygpt.eval import cli, split_tokens
 from tinygpt.generate import load_run
@@ -205,3 +206,18 @@ def test_user_mistakes_get_one_clear_line(case, char_run, unsafe_run, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(**names) in err, err
+
+
+def test_bytes_per_token_of_tokenizers_from_elsewhere():
+    """A char vocabulary exported as a Hugging Face WordLevel tokenizer (decoded by joining its tokens)
+    spells its text as it is; a SentencePiece-style one says nothing certain: no bits per byte."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models
+
+    chars = "\na é🙂"
+    joined = HFTokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    joined.decoder = decoders.Fuse()
+    assert BPETokenizer(joined).token_bytes().tolist() == [1, 1, 1, 2, 4]
+    pieces = HFTokenizer(models.WordLevel({"▁the": 0, "<0x0A>": 1}, unk_token="<unk>"))
+    pieces.decoder = decoders.Metaspace()
+    assert BPETokenizer(pieces).token_bytes() is None

@@ -112,6 +112,10 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     )
     nats, tokens = score_tokens(model, ids, model.block_size, stride, cfg.batch_size, device, cfg.precision)
     score = Score(nats, tokens, count_bytes(ids[1:], tokenizer.token_bytes()))  # ids[0] is never predicted
+    if score.bytes is None:
+        log.warning(
+            "bits_per_byte is null: this tokenizer's vocabulary does not say how many bytes a token is"
+        )
     return {
         "run": str(cfg.run),
         "ckpt": cfg.ckpt,
@@ -153,10 +157,10 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     result = evaluate_run(cfg)
     write_result(result, None if cfg.out is None else str(cfg.out))
     log.info(
-        "loss %.4f | perplexity %.2f | %.4f bits per byte | %d tokens, %d bytes",
+        "loss %.4f | perplexity %.2f | %s bits per byte | %d tokens, %s bytes",
         result["loss"],
         result["perplexity"],
-        result["bits_per_byte"],
+        "unknown" if result["bits_per_byte"] is None else f"{result['bits_per_byte']:.4f}",
         result["tokens"],
         result["bytes"],
     )

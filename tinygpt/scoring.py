@@ -33,7 +33,7 @@ class Score:
 
     nats: float  # the sum of -ln p(token) over the scored tokens
     tokens: int  # how many were scored
-    bytes: int  # UTF-8 bytes of the text they stand for
+    bytes: int | None  # UTF-8 bytes of the text they stand for; None if the tokenizer cannot say
 
     @property
     def loss(self) -> float:
@@ -45,8 +45,8 @@ class Score:
         return math.exp(self.loss)
 
     @property
-    def bits_per_byte(self) -> float:
-        return bits_per_byte(self.loss, self.bytes / self.tokens)
+    def bits_per_byte(self) -> float | None:
+        return None if self.bytes is None else bits_per_byte(self.loss, self.bytes / self.tokens)
 
 
 def bits_per_byte(loss: float, bytes_per_token: float) -> float:
@@ -91,6 +91,9 @@ def score_tokens(
     return total, len(ids) - 1
 
 
-def count_bytes(ids: np.ndarray, token_bytes: np.ndarray) -> int:
-    """UTF-8 bytes of the text that ``ids`` stand for; ``token_bytes``: (vocab_size,) bytes per id."""
+def count_bytes(ids: np.ndarray, token_bytes: np.ndarray | None) -> int | None:
+    """UTF-8 bytes of the text that ``ids`` stand for; ``token_bytes``: (vocab_size,) bytes per id,
+    or None when the tokenizer cannot say (then None)."""
+    if token_bytes is None:
+        return None
     return sum(int(token_bytes[ids[i : i + BYTES_CHUNK]].sum()) for i in range(0, len(ids), BYTES_CHUNK))

@@ -99,7 +99,7 @@ class Job:
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
     val_loss: float = math.nan  # the latest evaluation
-    val_bytes_per_token: float = math.nan  # over the whole val split: turns val loss into bits per byte
+    val_bytes_per_token: float | None = None  # over the whole val split: val loss -> bits per byte
     tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported
 
@@ -269,7 +269,7 @@ def build_job(
         skipped_logged=state.counters()["skipped_total"],
         flops_per_token=flops_per_token(model, cfg.model.block_size),
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
-        val_bytes_per_token=count_bytes(data.val, data.tokenizer.token_bytes()) / len(data.val),
+        val_bytes_per_token=bytes_per_token(data),
     )
     if world.is_main:
         start_run_dir(job)
@@ -283,6 +283,17 @@ def build_job(
         run_dir,
     )
     return job
+
+
+def bytes_per_token(data: TextData) -> float | None:
+    """Mean UTF-8 bytes per token of the val split; None (no val_bpb) if the tokenizer cannot say."""
+    n_bytes = count_bytes(data.val, data.tokenizer.token_bytes())
+    if n_bytes is None:
+        log.warning(
+            "val_bpb is not logged: this tokenizer's vocabulary does not say how many bytes a token is"
+        )
+        return None
+    return n_bytes / len(data.val)
 
 
 def seed_everything(seed: int) -> None:
@@ -375,10 +386,13 @@ def evaluate_and_keep_best(job: Job, lr: float) -> None:
     state = job.state
     job.val_loss = evaluate(job.forward, job.data, job.cfg, job.device, job.world)
     record = dict(step=state.step, val_loss=job.val_loss, lr=lr, time=time.time())
-    record["val_bpb"] = bits_per_byte(job.val_loss, job.val_bytes_per_token)
+    ratio = job.val_bytes_per_token
+    if ratio is not None:
+        record["val_bpb"] = bits_per_byte(job.val_loss, ratio)
     if state.ema is not None:
         record["ema_val_loss"] = evaluate(state.ema.module, job.data, job.cfg, job.device, job.world)
-        record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], job.val_bytes_per_token)
+        if ratio is not None:
+            record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
     job.logger.log(record)
     log.info("step %d | %s", state.step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k))
     if job.val_loss < state.best_val_loss:

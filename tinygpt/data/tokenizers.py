@@ -128,26 +128,33 @@ class BPETokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
-    def token_bytes(self) -> np.ndarray:
+    def token_bytes(self) -> np.ndarray | None:
         """(vocab_size,) int64: how many bytes of text each id stands for, read from the vocabulary,
-        not by decoding ids one at a time (a token may hold part of a multi-byte character).
+        not by decoding ids one at a time (a token may hold part of a multi-byte character); None
+        where the vocabulary does not say (a tokenizer.json from elsewhere, e.g. SentencePiece's).
 
         A byte-level token is spelled with one character of ``ByteLevel.alphabet()`` per byte; a
-        special token (``<|endoftext|>``, between documents) stands for no text: 0 bytes.
+        vocabulary decoded by joining its tokens (``Fuse``: a char vocabulary exported to a
+        transformers folder) spells its text as it is. A special token (``<|endoftext|>``, between
+        documents) stands for no text: 0 bytes.
         """
+        decoder = self._tok.decoder
+        if isinstance(decoder, decoders.ByteLevel):
+            alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+            spelled = {token: len(token) for token in self._tok.get_vocab() if set(token) <= alphabet}
+        elif isinstance(decoder, decoders.Fuse):
+            spelled = {token: len(token.encode("utf-8")) for token in self._tok.get_vocab()}
+        else:
+            return None
         added = self._tok.get_added_tokens_decoder()  # id -> AddedToken
-        alphabet = set(pre_tokenizers.ByteLevel.alphabet())
         counts = np.zeros(self.vocab_size, dtype=np.int64)
         for token, i in self._tok.get_vocab(with_added_tokens=True).items():
             if i in added:
                 counts[i] = 0 if added[i].special else len(added[i].content.encode("utf-8"))
-            elif set(token) <= alphabet:
-                counts[i] = len(token)
+            elif token in spelled:
+                counts[i] = spelled[token]
             else:
-                raise UserError(
-                    f"token {token!r} (id {i}) is not spelled in byte-level BPE's alphabet, so its bytes "
-                    "are unknown; bits per byte needs a byte-level BPE tokenizer (as TinyGPT trains)"
-                )
+                return None  # not spelled in the decoder's alphabet: its bytes are unknown
         return counts
 
     def fingerprint(self) -> str:
