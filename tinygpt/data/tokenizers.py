@@ -2,11 +2,14 @@
 
 Both ``encode(text)`` to a numpy id array, ``decode(ids)`` back to text, report ``vocab_size`` and
 ``eot_id`` (the end-of-text id between documents; None for char), and ``save(path)`` themselves as
-``tokenizer.json`` so generation decodes exactly as training encoded. ``load_tokenizer`` reads either
-kind back. Each is built by ``train(texts)`` from an iterable of text chunks, so a corpus larger than
-memory never has to be held whole.
+``tokenizer.json`` so generation decodes exactly as training encoded. ``token_bytes()`` says how many
+UTF-8 bytes of text each id stands for (bits per byte), and ``fingerprint()`` identifies the
+vocabulary (the token cache keys on it when a run's own tokenizer encodes text). ``load_tokenizer``
+reads either kind back. Each is built by ``train(texts)`` from an iterable of text chunks, so a
+corpus larger than memory never has to be held whole.
 """
 
+import hashlib
 import json
 import os
 import stat
@@ -64,8 +67,18 @@ class CharTokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def token_bytes(self) -> np.ndarray:
+        """(vocab_size,) int64: the UTF-8 length of each id's character (1 for ASCII, up to 4)."""
+        return np.array([len(c.encode("utf-8")) for c in self.chars], dtype=np.int64)
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "chars": self.chars})
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"kind": self.kind, "chars": self.chars}), encoding="utf-8")
+        Path(path).write_text(self.to_json(), encoding="utf-8")
 
 
 class BPETokenizer:
@@ -119,6 +132,38 @@ class BPETokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_bytes(self) -> np.ndarray | None:
+        """(vocab_size,) int64: how many bytes of text each id stands for, read from the vocabulary,
+        not by decoding ids one at a time (a token may hold part of a multi-byte character); None
+        where the vocabulary does not say (a tokenizer.json from elsewhere, e.g. SentencePiece's).
+
+        A byte-level token is spelled with one character of ``ByteLevel.alphabet()`` per byte; a
+        vocabulary decoded by joining its tokens (``Fuse``: a char vocabulary exported to a
+        transformers folder) spells its text as it is. A special token (``<|endoftext|>``, between
+        documents) stands for no text: 0 bytes.
+        """
+        decoder = self._tok.decoder
+        if isinstance(decoder, decoders.ByteLevel):
+            alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+            spelled = {token: len(token) for token in self._tok.get_vocab() if set(token) <= alphabet}
+        elif isinstance(decoder, decoders.Fuse):
+            spelled = {token: len(token.encode("utf-8")) for token in self._tok.get_vocab()}
+        else:
+            return None
+        added = self._tok.get_added_tokens_decoder()  # id -> AddedToken
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, i in self._tok.get_vocab(with_added_tokens=True).items():
+            if i in added:
+                counts[i] = 0 if added[i].special else len(added[i].content.encode("utf-8"))
+            elif token in spelled:
+                counts[i] = spelled[token]
+            else:
+                return None  # not spelled in the decoder's alphabet: its bytes are unknown
+        return counts
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
         self._tok.save(str(path))
