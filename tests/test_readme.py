@@ -64,6 +64,7 @@ import torch
 from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from tinygpt.argv import check_keys, translate_argv
@@ -71,7 +72,7 @@ from tinygpt.bench import parse_args as bench_args
 from tinygpt.config import check_train_config, conf_dir
 from tinygpt.data import embedded_corpus_path
 from tinygpt.jsonconfig import splice_json_config
-from tinygpt.overrides import parse_override
+from tinygpt.overrides import override_key, parse_override
 
 DOCS = ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").glob("*.md")))]
 
@@ -265,35 +266,51 @@ def world_size(command: Command) -> int:
 
 
 def as_written(overrides: list[str], world: int) -> DictConfig:
-    """A training line's config, composed and checked as the command does before it runs (a sweep at
-    its first values)."""
+    """A training line's config as written, composed and checked as the command checks it before it
+    runs, and its model built on the meta device (no memory) for the shape checks; a sweep's every
+    value is checked so (the others at their first). Returns the config of the first job."""
     args = splice_json_config(translate_argv(overrides))
-    plain = [first_value(a) for a in args if "=" in a and not a.startswith("-")]
-    check_keys(plain)
+    plain = [a for a in args if "=" in a and not a.startswith("-")]
+    return [checked(variant, world) for variant in sweep_variants(plain)][0]
+
+
+def checked(overrides: list[str], world: int) -> DictConfig:
+    check_keys(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
-        cfg = compose("train", overrides=plain, return_hydra_config=True)
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     check_train_config(cfg, world)
+    with torch.device("meta"):
+        instantiate(cfg.model)(vocab_size=256)
     return cfg
 
 
-def first_value(override: str) -> str:
+def swept(override: str) -> tuple[str, list[str]] | None:
+    """``key=a,b`` -> ``("key", ["a", "b"])``; None for an override that is not a list sweep."""
     parsed = parse_override(override)
-    if parsed is None or not parsed.is_sweep_override():
-        return override
-    return f"{parsed.get_key_element()}={next(parsed.sweep_string_iterator())}"
+    if parsed is None or not parsed.is_discrete_sweep():
+        return None
+    return parsed.get_key_element(), list(parsed.sweep_string_iterator())
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """The overrides with every swept key at each of its values in turn, the others at their first;
+    the first variant is the sweep's first job."""
+    sweeps = {i: found for i, o in enumerate(overrides) if (found := swept(o))}
+    first = [f"{sweeps[i][0]}={sweeps[i][1][0]}" if i in sweeps else o for i, o in enumerate(overrides)]
+    variants = [first]
+    for i, (key, values) in sweeps.items():
+        variants += [[*first[:i], f"{key}={value}", *first[i + 1 :]] for value in values[1:]]
+    return variants
 
 
 def two_jobs(args: list[str]) -> list[str]:
     """A sweep's arguments cut to two jobs: its first swept key keeps two values, the others one."""
     out, kept = [], 2
     for arg in args:
-        parsed = parse_override(arg) if "=" in arg else None
-        if parsed is None or not parsed.is_discrete_sweep():
-            out.append(arg)
-            continue
-        out.append(f"{parsed.get_key_element()}={','.join(list(parsed.sweep_string_iterator())[:kept])}")
-        kept = 1
+        found = swept(arg) if "=" in arg else None
+        out.append(f"{found[0]}={','.join(found[1][:kept])}" if found else arg)
+        kept = 1 if found else kept
     return out
 
 
@@ -324,13 +341,21 @@ def training_shrink(cfg: DictConfig, world: int, stand_in: Path, in_process: boo
 
 def shrunk(command: Command, stand_in: Path, in_bash: bool) -> tuple[list[str], list[str]]:
     """The command's arguments (a sweep cut to two jobs), and the shrink to append. Under
-    torchrun (in bash) it runs on at most 2 ranks, in-process on one."""
+    torchrun (in bash) it runs on at most 2 ranks, in-process on one.
+
+    A resume continues the tiny run as it was trained: the shrink leaves out what the line sets
+    itself (but max_steps), so that a change the resume would refuse is refused here too."""
     args = two_jobs(command.args) if "-m" in command.args else command.args
     extra = MODULE_SHRINK.get(command.module, [])
     if command.module in TRAINING_OVERRIDES:
-        cfg = as_written(TRAINING_OVERRIDES[command.module](command.args), world_size(command))
+        overrides = TRAINING_OVERRIDES[command.module](command.args)
+        cfg = as_written(overrides, world_size(command))
         world = min(world_size(command), 2) if in_bash else 1
-        extra = [*training_shrink(cfg, world, stand_in, in_process=not in_bash), *extra]
+        shrink = training_shrink(cfg, world, stand_in, in_process=not in_bash)
+        if cfg.resume is True:
+            own = {override_key(o) for o in translate_argv(overrides)} - {"max_steps"}
+            shrink = [o for o in shrink if override_key(o) not in own]
+        extra = [*shrink, *extra]
     return args, extra
 
 
