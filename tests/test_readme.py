@@ -196,8 +196,11 @@ def exception_for(snippet: Snippet) -> str | None:
 
 
 def unique(snippets: list[Snippet]) -> list[Snippet]:
-    seen: set[str] = set()
-    return [s for s in snippets if not (s.text in seen or seen.add(s.text))]
+    """The first snippet of each text: a command written twice runs once."""
+    first: dict[str, Snippet] = {}
+    for snippet in snippets:
+        first.setdefault(snippet.text, snippet)
+    return list(first.values())
 
 
 SNIPPETS = unique([s for doc in DOCS for s in doc_snippets(doc)])
@@ -217,18 +220,22 @@ class Command:
 
 
 def filled(text: str) -> str:
-    """The line with its placeholders filled: ``<date>/<time>``, a ``...`` path part, ``$SLURM_...``."""
+    """The line with its placeholders filled: ``<date>``, ``<time>``, a ``...`` path part."""
     text = text.replace("<date>/<time>", WHEN).replace("<date>", WHEN[:10]).replace("<time>", WHEN[11:])
     return re.sub(r"(?<=\w/)\.\.\.(?=[\s/]|$)", WHEN, text)
 
 
 def expanded(text: str) -> str:
+    """``$SLURM_...`` variables as SLURM would set them."""
     return re.sub(r"\$\{?(\w+)\}?", lambda m: SLURM_ENV.get(m[1], m[0]), text)
 
 
 def parse_command(text: str) -> Command | None:
     """The command a line runs: its last pipeline stage, ``srun`` stripped."""
-    words = shlex.split(expanded(text.rsplit("|", 1)[-1]))
+    try:
+        words = shlex.split(expanded(text.rsplit("|", 1)[-1]))
+    except ValueError:  # not shell words (unbalanced quotes)
+        return None
     if words[:1] == ["srun"]:
         words = words[1:]
     if len(words) > 2 and words[:2] == ["python", "-m"] and words[2].startswith("tinygpt."):
@@ -244,13 +251,13 @@ def kind_of(snippet: Snippet) -> str:
     return "torchrun" if command.launcher else command.module
 
 
-def run_in_subprocesses(commands: list[Snippet]) -> set[str]:
+def run_in_subprocesses(commands: list[Snippet]) -> set[Snippet]:
     """The lines that run in bash: those with shell syntax, and the first of each kind that has none."""
     chosen = [s for s in commands if SHELL_SYNTAX.search(filled(s.text))]
     for snippet in commands:
         if kind_of(snippet) not in {kind_of(s) for s in chosen}:
             chosen.append(snippet)
-    return {s.where + s.text for s in chosen}
+    return set(chosen)
 
 
 COMMANDS = [s for s in SNIPPETS if not s.python and not exception_for(s) and parse_command(filled(s.text))]
@@ -332,7 +339,7 @@ def training_shrink(cfg: DictConfig, world: int, stand_in: Path, in_process: boo
         shrink.append(f"data.path={stand_in}")  # no network: a local file stands in for the download
     if "n_trials" in cfg.hydra.sweeper:
         shrink.append("hydra.sweeper.n_trials=2")
-    if "n_jobs" in cfg.hydra.launcher:  # joblib: its worker processes, each importing torch, cost ~12 s
+    if "n_jobs" in cfg.hydra.launcher:  # joblib: two workers, each importing torch, cost ~12-15 s
         shrink.append("hydra.launcher.n_jobs=1")  # 1 runs the jobs in this process
     if cfg.compile and not in_process:
         shrink.append("compile=false")
@@ -427,11 +434,12 @@ class Outcome:
     stderr: str
 
 
-def eager_compile(model: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
-    return REAL_COMPILE(model, backend="eager")
-
-
 REAL_COMPILE = torch.compile
+
+
+def eager_compile(model: torch.nn.Module, *args, **kwargs) -> torch.nn.Module:
+    """torch.compile with Dynamo's capture but no code generation (inductor's mode is dropped)."""
+    return REAL_COMPILE(model, backend="eager")
 
 
 def run_in_process(module: str, args: list[str], cwd: Path) -> Outcome:
@@ -445,7 +453,7 @@ def run_in_process(module: str, args: list[str], cwd: Path) -> Outcome:
         mp.setattr(sys, "argv", [module, *args])
         mp.setattr(torch, "compile", eager_compile)
         for key, value in {**ENV, "PYTHONPATH": str(REPO)}.items():
-            mp.setenv(key, value)  # PYTHONPATH and threads reach the processes of a joblib sweep
+            mp.setenv(key, value)  # for processes a command starts (a launcher's workers)
         torch.set_num_threads(1)
         try:
             with warnings.catch_warnings():
@@ -465,12 +473,17 @@ def run_in_process(module: str, args: list[str], cwd: Path) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue())
 
 
-def run_in_shell(command: str, cwd: Path) -> Outcome:
+def process_env() -> dict[str, str]:
+    """This environment, the checkout importable and the venv's python and torchrun first on PATH."""
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's python, torchrun
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_in_shell(command: str, cwd: Path) -> Outcome:
     proc = subprocess.run(
-        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        ["bash", "-c", command], cwd=cwd, env=process_env(), capture_output=True, text=True, timeout=600
     )
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
@@ -502,11 +515,9 @@ def made(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_every_code_line_is_run_or_a_listed_exception():
-    runnable = {id(s) for s in [*PYTHON, *MAKE, *EXCEPTED, *COMMANDS]}
-    orphans = [str(s) for s in SNIPPETS if id(s) not in runnable]
-    assert not orphans, "no test runs these lines: run them, or list them in EXCEPTIONS\n" + "\n".join(
-        orphans
-    )
+    runnable = {*PYTHON, *MAKE, *EXCEPTED, *COMMANDS}
+    orphans = "\n".join(str(s) for s in SNIPPETS if s not in runnable)
+    assert not orphans, f"no test runs these lines: run them, or list them in EXCEPTIONS\n{orphans}"
     assert len(COMMANDS) >= 40 and PYTHON and MAKE
 
 
@@ -515,7 +526,7 @@ def test_a_documented_command_runs(snippet, tmp_path, made):
     text = filled(snippet.text)
     command = parse_command(text)
     checkout = checkout_for(tmp_path, expanded(text), made)
-    in_bash = snippet.where + snippet.text in IN_BASH
+    in_bash = snippet in IN_BASH
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(checkout)  # config_json= paths are relative to the checkout
         args, extra = shrunk(command, made["text"], in_bash)
@@ -538,9 +549,10 @@ def test_a_documented_command_runs(snippet, tmp_path, made):
 @pytest.mark.parametrize("snippet", PYTHON, ids=str)
 def test_a_documented_python_block_runs(snippet, tmp_path, made):
     checkout = checkout_for(tmp_path, snippet.text, made)
-    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
     program = [sys.executable, "-c", snippet.text]
-    proc = subprocess.run(program, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        program, cwd=checkout, env=process_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"{snippet.where}:\n{proc.stderr[-4000:]}"
     assert proc.stdout.strip() and "Warning" not in proc.stderr, proc.stderr
 
