@@ -97,6 +97,7 @@ SHELL_SYNTAX = re.compile(r"[|$;&<>`]")
 SLURM_ENV = {"SLURM_JOB_ID": "4242"}
 ENV = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **SLURM_ENV}
 WHEN = "2026-11-26/10-00-00"  # a run's or sweep's <date>/<time>
+OUTPUT_KEYS = ("hydra.run.dir", "out_dir", "out")  # keys naming what a command writes
 TRAINING_OVERRIDES = {  # modules that take training overrides, and how to find them among their args
     "tinygpt.train": lambda args: args,
     "tinygpt.bench": lambda args: bench_args(args)[1],
@@ -376,7 +377,7 @@ def sample_text(size: int = 40_000, skip: int = 0) -> str:
 def provide_runs(checkout: Path, text: str, made: dict[str, Path]) -> None:
     """Copy the tiny run (or sweep) to each run path the line reads and the checkout lacks."""
     for match in re.finditer(r"""(?:^|(?<=[\s"'=]))((?:out|runs|multirun)/[^\s"';|]+)""", text):
-        is_output = re.search(r"(?:hydra\.run\.dir|out_dir)=$", text[: match.start()])
+        is_output = any(text[: match.start()].endswith(f"{key}=") for key in OUTPUT_KEYS)
         path = match[1].rstrip("/")
         if (is_output and "resume=true" not in text) or (checkout / path).exists():
             continue
@@ -403,13 +404,31 @@ def provide_data(checkout: Path, text: str) -> None:
             path.write_text(sample_text(), encoding="utf-8")
 
 
-def checkout_for(tmp_path: Path, text: str, made: dict[str, Path]) -> Path:
+def outputs(snippet: Snippet) -> list[str]:
+    """The paths a documented command writes, as it names them."""
+    args = parse_command(filled(snippet.text)).args
+    named = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in OUTPUT_KEYS]
+    return named + [path for flag, path in zip(args, args[1:], strict=False) if flag in ("--out", "--json")]
+
+
+def provide_outputs(checkout: Path, command: Command, made: dict[str, Path]) -> None:
+    """Run first the documented command that writes a path this one reads (``init_from=hf/x`` after
+    ``out=hf/x``) and the checkout lacks."""
+    for arg in command.args:
+        key, _, value = arg.partition("=")
+        if "/" not in value or key in OUTPUT_KEYS or (checkout / value).exists():
+            continue
+        producer = next((s for s in COMMANDS if value in outputs(s)), None)
+        if producer is not None:
+            outcome, _ = run_line(producer, checkout, made, in_bash=False)
+            assert outcome.code in (0, None), f"{producer}, run to make {value}:\n{outcome.stderr[-3000:]}"
+
+
+def new_checkout(tmp_path: Path) -> Path:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for name in ("configs", "data"):
         (checkout / name).symlink_to(REPO / name)
-    provide_runs(checkout, text, made)
-    provide_data(checkout, text)
     return checkout
 
 
@@ -494,6 +513,28 @@ def shell_line(text: str, extra: list[str]) -> str:
     return " ".join([text, *map(shlex.quote, extra)])
 
 
+def run_line(snippet: Snippet, checkout: Path, made: dict[str, Path], in_bash: bool) -> tuple[Outcome, list]:
+    """Run a documented command in the checkout once what it reads is there, shrunk; returns what it
+    printed and the files it wrote."""
+    text = filled(snippet.text)
+    command = parse_command(text)
+    provide_runs(checkout, expanded(text), made)
+    provide_data(checkout, expanded(text))
+    provide_outputs(checkout, command, made)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(checkout)  # config_json= paths are relative to the checkout
+        args, extra = shrunk(command, made["text"], in_bash)
+    before, start = files_in(checkout), time.time()
+    if in_bash:
+        for old, new in zip(command.args, args, strict=True):
+            text = text.replace(old, new)  # a sweep cut to two jobs
+        outcome = run_in_shell(shell_line(text, extra), checkout)
+    else:
+        outcome = run_in_process(command.module, [*args, *extra], checkout)
+    written = [p for p, mtime in files_in(checkout).items() if before.get(p) != mtime or mtime >= start]
+    return outcome, written
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     """What a user has after the README's first commands, tiny: a run with EMA weights, a 2-job
@@ -523,23 +564,10 @@ def test_every_code_line_is_run_or_a_listed_exception():
 
 @pytest.mark.parametrize("snippet", COMMANDS, ids=str)
 def test_a_documented_command_runs(snippet, tmp_path, made):
-    text = filled(snippet.text)
-    command = parse_command(text)
-    checkout = checkout_for(tmp_path, expanded(text), made)
-    in_bash = snippet in IN_BASH
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(checkout)  # config_json= paths are relative to the checkout
-        args, extra = shrunk(command, made["text"], in_bash)
-    before, start = files_in(checkout), time.time()
-    if in_bash:
-        for old, new in zip(command.args, args, strict=True):
-            text = text.replace(old, new)  # a sweep cut to two jobs
-        outcome = run_in_shell(shell_line(text, extra), checkout)
-    else:
-        outcome = run_in_process(command.module, [*args, *extra], checkout)
+    command = parse_command(filled(snippet.text))
+    outcome, written = run_line(snippet, new_checkout(tmp_path), made, snippet in IN_BASH)
     assert outcome.code in (0, None), f"{snippet.where} `{snippet.text}` failed:\n{outcome.stderr[-4000:]}"
     assert "Traceback" not in outcome.stderr, outcome.stderr[-4000:]
-    written = [p for p, mtime in files_in(checkout).items() if before.get(p) != mtime or mtime >= start]
     assert not [p for p in written if p.name == "error.txt"], "a sweep job failed"
     if command.module == "tinygpt.train" and "--cfg" not in command.args:
         assert any(p.name == "ckpt.pt" for p in written), "the run saved no checkpoint"
@@ -548,7 +576,8 @@ def test_a_documented_command_runs(snippet, tmp_path, made):
 
 @pytest.mark.parametrize("snippet", PYTHON, ids=str)
 def test_a_documented_python_block_runs(snippet, tmp_path, made):
-    checkout = checkout_for(tmp_path, snippet.text, made)
+    checkout = new_checkout(tmp_path)
+    provide_runs(checkout, snippet.text, made)
     program = [sys.executable, "-c", snippet.text]
     proc = subprocess.run(
         program, cwd=checkout, env=process_env(), capture_output=True, text=True, timeout=300
