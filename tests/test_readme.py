@@ -27,20 +27,23 @@ How a line runs:
   of ``resume=true``) is a copy of a tiny trained run with EMA weights; a sweep directory under
   ``multirun/`` a copy of a tiny 2-job sweep; a missing ``data.path=``, ``data.val_path=`` or
   ``data_path=`` a 40 KB slice of the embedded corpus (two such files in a folder for a path ending
-  with ``/``).
+  with ``/``); any other missing path that a documented command writes (``out=``, ``--out``, ...)
+  is made by running that command first (``init_from=hf/x`` after ``export ... out=hf/x``).
 
-The shrink, the only change to a line. Training overrides appended after the line's own (so they win):
-a 2-layer model of 8 dimensions per head (the line's head counts kept), block size 32 (64 when a
-curriculum starts at 32), 4 sequences per rank and micro-step, 2 steps, 2 eval batches, 8-token
-samples, ``device=cpu``; tiny-shakespeare (no network here) is a local file via ``data.path``. A
-sweep runs two jobs (its first swept key keeps two values, any other one), Optuna 2 trials, joblib
-in this process (``n_jobs=1``: two workers importing torch cost ~12 s; test_sweeps.py runs them).
-``bench`` times 2 steps after 1 warm-up. ``compile=true`` uses torch.compile's ``eager`` backend
-in-process (Dynamo still captures the model) and becomes ``compile=false`` in bash: inductor's C++
-build takes 60-70 s per line on a 2-core machine (measured; test_recipe_train.py runs it).
-Processes get ``OMP_NUM_THREADS=1`` (on a busy 2-core machine two threads per process spin against
-each other) and ``WANDB_MODE=offline``. Before it is shrunk, a training line's config is composed and
-checked as written: its keys, its JSON config and its values, as the command checks them first.
+The shrink, the only change to a line. Training overrides appended after the line's own (so they
+win): a 2-layer model of 8 dimensions per head (the line's head counts and block size are kept: a
+longer text than a tiny context holds fails in transformers), 4 sequences per rank and micro-step, 2
+steps, 2 eval batches, 8-token samples, ``device=cpu``; tiny-shakespeare (no network here) is a local
+file via ``data.path``. A resume keeps the keys it sets itself (but max_steps), so that what a resume
+refuses is refused here too. A sweep runs two jobs (its first swept key keeps two values, any other
+one), Optuna 2 trials, joblib in this process (``n_jobs=1``: two workers importing torch cost ~12 s;
+test_sweeps.py runs them). ``bench`` times 2 steps after 1 warm-up. ``compile=true`` uses
+torch.compile's ``eager`` backend in-process (Dynamo still captures the model) and becomes
+``compile=false`` in bash: inductor's C++ build takes 60-70 s per line on a 2-core machine (measured;
+test_recipe_train.py runs it). Processes get ``OMP_NUM_THREADS=1`` (on a busy 2-core machine two
+threads per process spin against each other) and ``WANDB_MODE=offline``. Before it is shrunk, a
+training line's config is composed and checked as written (keys, JSON config, values, every value of
+a sweep) and its model built on the meta device, so its shape checks run.
 """
 
 import contextlib
@@ -324,11 +327,9 @@ def two_jobs(args: list[str]) -> list[str]:
 
 def training_shrink(cfg: DictConfig, world: int, stand_in: Path, in_process: bool) -> list[str]:
     """Overrides that make the run tiny; appended after the line's own, so they win."""
-    start = cfg.curriculum_start_block_size or 0
     shrink = [
         "model.n_layer=2",
         f"model.n_embd={8 * cfg.model.n_head}",
-        f"model.block_size={max(32, 2 * start)}",
         f"batch_size={4 * world * cfg.grad_accum_steps}",
         "max_steps=2",
         "eval_iters=2",
@@ -411,12 +412,20 @@ def outputs(snippet: Snippet) -> list[str]:
     return named + [path for flag, path in zip(args, args[1:], strict=False) if flag in ("--out", "--json")]
 
 
-def provide_outputs(checkout: Path, command: Command, made: dict[str, Path]) -> None:
-    """Run first the documented command that writes a path this one reads (``init_from=hf/x`` after
-    ``out=hf/x``) and the checkout lacks."""
-    for arg in command.args:
-        key, _, value = arg.partition("=")
-        if "/" not in value or key in OUTPUT_KEYS or (checkout / value).exists():
+def read_paths(snippet: Snippet) -> list[str]:
+    """What may be a path the snippet reads: a string literal of a Python block, a value of a command
+    (not what it writes), with a ``/`` in it."""
+    if snippet.python:
+        return re.findall(r"""["']([\w.-]+/[\w./-]*)["']""", snippet.text)
+    args = [a.partition("=") for a in parse_command(filled(snippet.text)).args]
+    return [value for key, _, value in args if "/" in value and key not in OUTPUT_KEYS]
+
+
+def provide_outputs(checkout: Path, snippet: Snippet, made: dict[str, Path]) -> None:
+    """Run first the documented command that writes a path this snippet reads (``init_from=hf/x``
+    after ``out=hf/x``) and the checkout lacks."""
+    for value in read_paths(snippet):
+        if (checkout / value).exists():
             continue
         producer = next((s for s in COMMANDS if value in outputs(s)), None)
         if producer is not None:
@@ -520,7 +529,7 @@ def run_line(snippet: Snippet, checkout: Path, made: dict[str, Path], in_bash: b
     command = parse_command(text)
     provide_runs(checkout, expanded(text), made)
     provide_data(checkout, expanded(text))
-    provide_outputs(checkout, command, made)
+    provide_outputs(checkout, snippet, made)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(checkout)  # config_json= paths are relative to the checkout
         args, extra = shrunk(command, made["text"], in_bash)
@@ -578,6 +587,7 @@ def test_a_documented_command_runs(snippet, tmp_path, made):
 def test_a_documented_python_block_runs(snippet, tmp_path, made):
     checkout = new_checkout(tmp_path)
     provide_runs(checkout, snippet.text, made)
+    provide_outputs(checkout, snippet, made)
     program = [sys.executable, "-c", snippet.text]
     proc = subprocess.run(
         program, cwd=checkout, env=process_env(), capture_output=True, text=True, timeout=300
