@@ -40,7 +40,7 @@ from tinygpt.progress import byte_bar
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the layout or the way text becomes ids changes: old entries are then ignored
+FORMAT = 2  # bump when the layout or the way text becomes ids changes: old entries are then ignored
 TEMPORARY = re.compile(r"\.(?P<key>[0-9a-f]{16})\.\w+")  # .<key>.<random>: an entry being built
 DTYPES = ("uint16", "uint32")
 

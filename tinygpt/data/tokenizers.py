@@ -10,8 +10,10 @@ corpus larger than memory never has to be held whole.
 """
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -90,7 +92,7 @@ class BPETokenizer:
     """
 
     kind = "bpe"
-    PIECE_CHARS = 4096  # encode long text as pieces of about this size, in parallel
+    PIECE_CHARS = 4096  # train on and encode long text as pieces of about this size, in parallel
 
     def __init__(self, tokenizer: HFTokenizer):
         self._tok = tokenizer
@@ -111,7 +113,10 @@ class BPETokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
             show_progress=False,  # TinyGPT reports progress over the whole corpus itself
         )
-        tok.train_from_iterator(texts, trainer)
+        # pieces cut where BPE splits anyway hold the same words as the text: the same merges are
+        # learned, but the word counting runs on every core (and large strings are slow in HF)
+        pieces = (piece for text in texts for piece in split_text(text, cls.PIECE_CHARS))
+        tok.train_from_iterator(pieces, trainer)
         return cls(tok)
 
     @property
@@ -126,9 +131,11 @@ class BPETokenizer:
     def encode(self, text: str) -> np.ndarray:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
-        pieces, rest = split_text(text, self.PIECE_CHARS)
-        encodings = self._tok.encode_batch_fast([*pieces, rest], add_special_tokens=False)  # no BOS per piece
-        return np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
+        pieces = split_text(text, self.PIECE_CHARS)
+        encodings = self._tok.encode_batch_fast(pieces, add_special_tokens=False)  # no BOS per piece
+        count = sum(len(e) for e in encodings)
+        ids = itertools.chain.from_iterable(e.ids for e in encodings)  # no Python frame per id
+        return np.fromiter(ids, dtype=np.int64, count=count)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -172,6 +179,9 @@ class BPETokenizer:
 Tokenizer = CharTokenizer | BPETokenizer
 
 
+SAFE_PLACE = re.compile(r"(?<=\S)\n")  # a newline right after a non-space: see safe_cut
+
+
 def safe_cut(text: str, start: int, end: int) -> int:
     """The last index in (start, end] where ``text`` may be cut without changing how byte-level BPE
     encodes it, or ``start`` if there is none.
@@ -185,21 +195,21 @@ def safe_cut(text: str, start: int, end: int) -> int:
     return max(i, start)
 
 
-def split_text(text: str, size: int) -> tuple[list[str], str]:
-    """Cut ``text`` into pieces of at most about ``size`` characters at safe places (safe_cut).
-
-    Returns the pieces and the rest (shorter than ``size``, not yet known to end at a safe place). A
-    line longer than ``size`` is cut where it must: the ids near that cut may differ from encoding the
-    text whole, but decoding is still exact.
-    """
+def split_text(text: str, size: int) -> list[str]:
+    """Cut ``text`` into pieces of about ``size`` characters, only at safe places (safe_cut), so the
+    pieces encode to exactly the ids of the whole text. A line longer than ``size`` is not cut: its
+    piece runs on to the next safe place."""
     pieces, start = [], 0
     while len(text) - start > size:
         cut = safe_cut(text, start, start + size)
-        if cut == start:
-            cut = start + size
+        if cut == start:  # no safe place within size: take the first one after it
+            found = SAFE_PLACE.search(text, start + size)
+            cut = found.start() if found else len(text)
         pieces.append(text[start:cut])
         start = cut
-    return pieces, text[start:]
+    if start < len(text) or not pieces:
+        pieces.append(text[start:])
+    return pieces
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
