@@ -25,10 +25,11 @@ How a line runs:
   the line reads that earlier commands would have made is put there first: a run directory it names
   under ``out/`` or ``runs/`` (``run=``, a path argument, a file inside a run, the ``hydra.run.dir``
   of ``resume=true``) is a copy of a tiny trained run with EMA weights; a sweep directory under
-  ``multirun/`` a copy of a tiny 2-job sweep; a missing ``data.path=``, ``data.val_path=`` or
-  ``data_path=`` a 40 KB slice of the embedded corpus (two such files in a folder for a path ending
-  with ``/``); any other missing path that a documented command writes (``out=``, ``--out``, ...)
-  is made by running that command first (``init_from=hf/x`` after ``export ... out=hf/x``).
+  ``multirun/`` a copy of a tiny 2-job sweep; a missing ``data.path=``, ``data.val_path=``,
+  ``data_path=`` or (eval's) ``text=`` a 40 KB slice of the embedded corpus (two such files in a
+  folder for a path ending with ``/``); any other missing path that a documented command writes
+  (``out=``, ``--out``, ...) is made by running that command first (``init_from=hf/x`` after
+  ``export ... out=hf/x``).
 
 The shrink, the only change to a line. Training overrides appended after the line's own (so they
 win): a 2-layer model of 8 dimensions per head (the line's head counts and block size are kept: a
@@ -99,6 +100,7 @@ NOT_COMMANDS = {"Layout": "a file tree"}
 OUTPUT_LANGUAGES = ("json", "text")  # fenced blocks showing what a command printed
 
 COMMAND_WORD = re.compile(r"^(python3?|make|pip|torchrun|echo|srun|sbatch|lm_eval|vllm)\s+\S")
+BARE_MODULE = re.compile(r"^python -m tinygpt\.\w+$")
 SHELL_SYNTAX = re.compile(r"[|$;&<>`]")
 SLURM_ENV = {"SLURM_JOB_ID": "4242"}
 ENV = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", **SLURM_ENV}
@@ -161,8 +163,10 @@ def block_snippets(where: tuple[str, int], heading: str, lines: list[str], lang:
 
 
 def inline_snippets(doc: str, number: int, heading: str, paragraph: str) -> list[Snippet]:
-    spans = re.findall(r"`([^`]+)`", paragraph)
-    return [Snippet(f"{doc}:{number}", heading, s.strip()) for s in spans if COMMAND_WORD.match(s.strip())]
+    spans = [s.strip() for s in re.findall(r"`([^`]+)`", paragraph)]
+    # a bare `python -m tinygpt.eval` in a sentence names a command; its runnable forms are in blocks
+    commands = [s for s in spans if COMMAND_WORD.match(s) and not BARE_MODULE.match(s)]
+    return [Snippet(f"{doc}:{number}", heading, s) for s in commands]
 
 
 def doc_snippets(doc: str) -> list[Snippet]:
@@ -395,7 +399,7 @@ def provide_runs(checkout: Path, text: str, made: dict[str, Path]) -> None:
 
 def provide_data(checkout: Path, text: str) -> None:
     """Make each data file or folder the line names and the checkout lacks."""
-    for value in re.findall(r"(?:data\.path|data\.val_path|data_path)=(\S+)", text):
+    for value in re.findall(r"(?:data\.path|data\.val_path|data_path|(?<![\w.])text)=(\S+)", text):
         path = checkout / value.strip("'\"")
         if path.exists():
             continue
