@@ -2,7 +2,8 @@
 
 A WSD run of M steps is a branch of a longer WSD run (same seed) from its stable phase: their logged
 losses must be identical up to the shorter one's decay start, M - round(decay_frac * M). Then, at
-each length, WSD's final val loss against cosine's. Which run is which comes from effective_config.json.
+each length and seed, every other schedule's final val loss against cosine's (the same batches, so a
+paired difference). Which run is which comes from effective_config.json.
 """
 
 import json
@@ -47,10 +48,10 @@ def main(sweeps: list[str]) -> None:
                       f"{len(shared)} logged steps <= {decay_start}: {same} identical")  # fmt: skip
     for (schedule, steps, seed), records in sorted(runs.items()):
         cosine = runs.get(("cosine", steps, seed))
-        if schedule.startswith("wsd") and cosine:
-            wsd_val, cos_val = series(records, "val_loss")[steps], series(cosine, "val_loss")[steps]
-            print(f"{steps} steps, seed {seed}: final val cosine {cos_val:.4f}, {schedule} {wsd_val:.4f}, "
-                  f"difference {wsd_val - cos_val:+.4f}")  # fmt: skip
+        if schedule != "cosine" and cosine:
+            val, cos_val = series(records, "val_loss")[steps], series(cosine, "val_loss")[steps]
+            print(f"{steps} steps, seed {seed}: final val cosine {cos_val:.4f}, {schedule} {val:.4f}, "
+                  f"difference {val - cos_val:+.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":
