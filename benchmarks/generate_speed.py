@@ -1,15 +1,22 @@
-"""Generation speed: tokens/s of ``tinygpt.engine.generate`` with and without the KV cache.
+"""Generation speed: tokens/s of ``tinygpt.engine.generate`` on each decode path (``PATHS``).
 
 Batch 1, a one-token prompt, random weights (speed does not depend on them), sampling at
-temperature 1. Past block_size both paths follow the same context rule
-(``tinygpt.engine.past_block_size``), so they do the same work per token but for the recomputation
-the cache saves. Each model runs on one thread and on torch's default number: decoding is many small
+temperature 1 with the same seed on every path. Past block_size all paths follow the same context
+rule (``tinygpt.engine.past_block_size``), so they do the same work per token but for the
+recomputation a cache saves. The baseline is the growing KV cache (the CPU default); "static cache"
+is ``tinygpt.static_cache`` (the CUDA default: a CUDA graph per token there, eager elsewhere), timed
+end to end, graph capture included. "same tokens" counts the leading tokens equal to the
+baseline's: all of them, unless float rounding flips a draw.
+
+Each model runs on one thread and on torch's default number: decoding is many small
 ops, and on a busy machine threads that wait for each other can cost more than they bring. The load
 average is printed alongside.
 
     python benchmarks/generate_speed.py                  # 500 new tokens, both models
     python benchmarks/generate_speed.py --tokens 50      # a quick look
     python benchmarks/generate_speed.py --device cuda    # on a GPU (threads do not apply there)
+
+The table is printed at the end, as the last lines of the output.
 """
 
 import argparse
@@ -40,14 +47,23 @@ def build(overrides: list[str], vocab_size: int) -> GPT:
     return instantiate(cfg.model)(vocab_size=vocab_size).eval()
 
 
-def tokens_per_s(model: GPT, new_tokens: int, kv_cache: bool, device: torch.device) -> float:
+# path -> keywords of tinygpt.engine.generate; the first is the baseline the others are compared with
+PATHS = {
+    "KV cache (baseline)": dict(kv_cache=True, static_cache=False),
+    "static cache": dict(kv_cache=True, static_cache=True),  # + a CUDA graph per token on CUDA
+    "no cache": dict(kv_cache=False),
+}
+
+
+def timed(model: GPT, new_tokens: int, device: torch.device, path: dict) -> tuple[float, torch.Tensor]:
+    """tok/s of one seeded ``generate`` call (after a warm-up call), and the tokens it drew."""
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
-    generate(model, prompt, 20, kv_cache=kv_cache)  # warm-up: first calls allocate and pick kernels
+    generate(model, prompt, 20, **path)  # warm-up: first calls allocate and pick kernels
     synchronize(device)
     start = time.perf_counter()
-    generate(model, prompt, new_tokens, kv_cache=kv_cache, generator=torch.Generator(device).manual_seed(0))
+    out = generate(model, prompt, new_tokens, generator=torch.Generator(device).manual_seed(0), **path)
     synchronize(device)
-    return new_tokens / (time.perf_counter() - start)
+    return new_tokens / (time.perf_counter() - start), out
 
 
 def synchronize(device: torch.device) -> None:
@@ -72,18 +88,27 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
     print(f"torch {torch.__version__}, {where}, {args.tokens} new tokens, batch 1")
     print(f"load average before: {load_average()}\n")
-    print("| model | parameters | threads | KV cache (tok/s) | no cache (tok/s) | speed-up |")
-    print("|---|---|---|---|---|---|")
+    rows = []
     for name, (overrides, vocab_size) in MODELS.items():
         model = build(overrides, vocab_size).to(device)
         params = model.num_params(non_embedding=False) / 1e6
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            cached = tokens_per_s(model, args.tokens, kv_cache=True, device=device)
-            full = tokens_per_s(model, args.tokens, kv_cache=False, device=device)
-            row = f"| {name} | {params:.2f}M | {threads} | {cached:.0f} | {full:.0f} | {cached / full:.1f}x |"
-            print(row, flush=True)
-    print(f"\nload average after: {load_average()}")
+            results = {
+                path_name: timed(model, args.tokens, device, path) for path_name, path in PATHS.items()
+            }
+            baseline, expected = next(iter(results.values()))
+            for path_name, (speed, out) in results.items():
+                same = int((out == expected).cumprod(dim=1).sum()) - 1  # tokens equal to the baseline's
+                rows.append(
+                    f"| {name} | {params:.2f}M | {threads} | {path_name} | {speed:.0f} | "
+                    f"{speed / baseline:.2f}x | {same}/{args.tokens} |"
+                )
+    print(f"load average after: {load_average()}\n")
+    # the table comes last, as one block: a GPU session keeps only the tail of this output
+    print("| model | parameters | threads | path | tok/s | vs baseline | same tokens |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main(overrides: list[str]) -> None:
 
         def step() -> None:
             x, y = training_batch(job, cfg.model.block_size)
-            train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
+            train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
             job.state.step += 1
 
         for _ in range(5):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
@@ -100,6 +101,16 @@ def start_cli(*args: str, until: Path) -> subprocess.Popen:
     while not until.exists() and time.time() < deadline and child.poll() is None:
         time.sleep(0.005)
     return child
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``): token-by-token
+    decoding of tiny models is all small ops, and on a busy 2-core machine one thread is fastest."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,6 +20,7 @@ from tinygpt.data import CharTokenizer
 from tinygpt.engine import KVCache, generate, generate_text, new_cache, past_block_size, slide_keep
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.generate import cli, load, write_samples
+from tinygpt.sampling import draw
 from tinygpt.train import sample_text, train
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
@@ -79,6 +80,41 @@ def test_greedy_with_kv_cache_equals_full_recompute_past_block_size(variant, pro
     assert len(set(expected[0, prompt_len:].tolist())) > 5  # a varied text, not one repeated token
 
 
+STATIC_CASES = [
+    ("gpt (learned)", 30),
+    ("gqa", 5),
+    ("sliding window, learned", 5),
+    ("sliding window, rope", 30),
+]
+
+
+@pytest.mark.parametrize("variant,prompt_len", STATIC_CASES)
+def test_static_cache_gives_the_tokens_of_the_growing_cache(variant, prompt_len):
+    """The static path (on CPU: the CUDA path's code, uncaptured) past block_size: slide restarts,
+    a ring that wraps, grouped-query heads; greedy and seeded sampling with every filter on."""
+    model = sharp_model(*VARIANTS[variant])
+    prompt = torch.randint(0, 50, (2, prompt_len))
+    greedy = generate(model, prompt, 40, temperature=0, static_cache=False)
+    assert torch.equal(generate(model, prompt, 40, temperature=0, static_cache=True), greedy)
+
+    def seeded(static: bool) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(1)
+        controls = dict(temperature=2.0, top_k=20, top_p=0.95, repetition_penalty=1.3)
+        return generate(model, prompt, 40, static_cache=static, generator=rng, **controls)
+
+    sampled = seeded(False)
+    assert torch.equal(seeded(True), sampled)
+    assert not torch.equal(sampled, greedy)
+
+
+def test_sampling_draws_what_multinomial_draws_from_the_same_generator():
+    probs = torch.rand(3, 40).softmax(dim=-1)
+    ours, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(20):
+        expected = torch.multinomial(probs, 1, generator=theirs).squeeze(1)
+        assert torch.equal(draw(probs, ours), expected)
+
+
 def test_each_model_says_how_it_goes_past_block_size():
     rules = {variant: past_block_size(sharp_model(*VARIANTS[variant])) for variant in VARIANTS}
     assert {v for v, rule in rules.items() if rule == "ring"} == {"sliding window, rope"}
@@ -114,18 +150,19 @@ class EndOfText(CharTokenizer):
         self.eot_id = chars.index(eot_char)
 
 
-def test_rows_end_at_eot_and_pad_with_it_while_the_others_go_on():
+@pytest.mark.parametrize("static", [False, True])
+def test_rows_end_at_eot_and_pad_with_it_while_the_others_go_on(static):
     model = sharp_model()
     prompt = torch.stack([torch.arange(5), torch.arange(5, 10)])  # two different prompts
-    free = generate(model, prompt, 12, temperature=0)
+    free = generate(model, prompt, 12, temperature=0, static_cache=static)
     eot = free[0, 8].item()  # a token row 0 emits at step 3
     assert eot not in free[0, 5:8].tolist() and eot not in free[1, 5:].tolist()
-    ended = generate(model, prompt, 12, temperature=0, eot_id=eot)
+    ended = generate(model, prompt, 12, temperature=0, eot_id=eot, static_cache=static)
     assert ended[0, 8:].tolist() == [eot] * 9  # padded once it ended
     assert torch.equal(ended[1], free[1])  # the other row is untouched, and decides the length
 
-    both = torch.stack([prompt[0], prompt[0]])
-    assert generate(model, both, 12, temperature=0, eot_id=eot).size(1) == 5 + 4  # all ended: stop
+    both = torch.stack([prompt[0], prompt[0]])  # all ended at step 3: stop there, mid-chunk too
+    assert generate(model, both, 12, temperature=0, eot_id=eot, static_cache=static).size(1) == 5 + 4
 
 
 # ---- the library and the CLI on a real (tiny) training run ----
@@ -155,6 +192,7 @@ def test_same_seed_same_text_other_seed_other_text(run_dir):
     assert sample(7) == first
     assert sample(8) != first
     assert sample(7, kv_cache=False) == first  # the cache changes nothing but speed
+    assert sample(7, static_cache=True) == first  # nor does the static one
     assert sample(7, top_k=3, top_p=0.9, repetition_penalty=1.3) != first
 
 
@@ -354,6 +392,18 @@ ERRORS = {
         "are not finite (transformer.h.0.attn.c_attn.weight holds inf or nan); training diverged",
     ),
     "weights that overflow": (["run={huge}", "prompt=a"], "the model's logits are inf or nan"),
+    "weights that overflow, static cache": (
+        ["run={huge}", "prompt=a", "static_cache=true"],
+        "the model's logits are inf or nan",
+    ),
+    "static cache not a boolean": (
+        ["run={run}", "static_cache=yes"],
+        "static_cache must be auto, true or false",
+    ),
+    "static cache without kv cache": (
+        ["run={run}", "kv_cache=false", "static_cache=true"],
+        "use it with kv_cache=true",
+    ),
 }
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import build_model
 
+import tinygpt.loss
 from tinygpt.optim import Lion
 from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, accumulate_gradients, train_step
+from tinygpt.step import StepSettings, accumulate_gradients, apply_update, train_step
 
 X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 
@@ -26,8 +27,8 @@ def new_state(optimizer=torch.optim.AdamW, ema_decay=None, seed=0):
 
 
 def poisoned(model):
-    """The model's forward, with every logit NaN: a loss and gradients that are not finite."""
-    return lambda x: model(x) * float("nan")
+    """The model's forward, its loss made NaN: a loss and gradients that are not finite."""
+    return lambda x, **loss: model(x, **loss) * float("nan")
 
 
 def snapshot(state):
@@ -156,3 +157,75 @@ def test_the_ema_lives_on_the_models_device():
     ema = make_ema(model)
     assert ema.n_averaged.device.type == "meta"
     assert all(p.device.type == "meta" for p in ema.parameters())
+
+
+def test_the_compiled_step_computes_the_loss_in_its_graph_and_matches_the_eager_step():
+    """torch.compile of the model compiles the loss with it (label smoothing and z-loss included), so
+    inductor fuses the head's log-softmax and casts; the numbers stay those of the eager step."""
+    graphs = []
+
+    def inductor_recording(graph, example_inputs):
+        graphs.append(graph)
+        return torch._inductor.compile(graph, example_inputs)
+
+    settings = StepSettings(label_smoothing=0.1, z_loss=1e-3, grad_accum_steps=2)
+    sgd = OPTIMIZERS["sgd"]  # linear in the gradient: Adam would turn rounding noise into +-lr
+    eager, compiled = new_state(sgd), new_state(sgd)
+    forward = torch.compile(compiled.model, backend=inductor_recording)
+    for _ in range(3):
+        expected = train_step(eager, eager.model, X, Y, settings)
+        got = train_step(compiled, forward, X, Y, settings)
+        torch.testing.assert_close(got.loss, expected.loss)
+        torch.testing.assert_close(got.grad_norm, expected.grad_norm)
+    for (name, p), q in zip(compiled.model.named_parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+    ops = {str(node.target) for graph in graphs for node in graph.graph.nodes}
+    assert any("cross_entropy" in op for op in ops) and any("logsumexp" in op for op in ops), ops
+
+
+def test_the_update_changes_the_state_in_place_so_a_cuda_graph_can_replay_it():
+    """A CUDA graph replays its kernels onto the memory it recorded: an update that made new counter or
+    gradient tensors would leave the graph updating tensors the loop no longer reads."""
+    state = new_state(OPTIMIZERS["adamw fused (skips on the device itself)"])
+    for p in state.model.parameters():
+        p.grad = torch.zeros_like(p)  # as GraphedUpdate allocates them
+    counters = [state.skipped_total, state.skipped_in_a_row, state.worst_in_a_row]
+    grads = [p.grad for p in state.model.parameters()]
+    for loss in (1.0, float("nan"), float("nan"), 1.0):
+        state.model(X, targets=Y).backward()
+        for p, g in zip(state.model.parameters(), grads, strict=True):
+            assert p.grad is g  # backward accumulated into the same tensors
+        norm, applied = apply_update(state, torch.tensor(loss), StepSettings(), keep_grads=True)
+        assert bool(applied) == (loss == 1.0)
+    now = [state.skipped_total, state.skipped_in_a_row, state.worst_in_a_row]
+    assert all(a is b for a, b in zip(now, counters, strict=True))
+    assert [int(c) for c in counters] == [2, 0, 2]  # skipped in total, in a row now, worst run
+    assert all(int(g.count_nonzero()) == 0 for g in grads)  # zeroed for the next accumulation
+
+
+def test_gradient_checkpointing_never_keeps_the_whole_logits_and_gives_the_same_loss(monkeypatch):
+    """With grad_checkpointing the head and loss go a chunk of tokens at a time (here 10 of the 64), so
+    the (B*T, V) logits, the largest tensor of a GPT-2-sized step, are never kept for backward whole."""
+    monkeypatch.setattr(tinygpt.loss, "LOGITS_PER_CHUNK", 50 * 10)
+    x, y = torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16))
+    model = build_model(vocab_size=50)
+    results = {}
+    for checkpointed in (False, True):
+        model.grad_checkpointing = checkpointed
+        kept = []
+
+        def pack(t, kept=kept):
+            kept.append(t.shape)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x, targets=y, label_smoothing=0.1, z_loss=1e-3)
+        loss.backward()
+        logits_kept = max((s.numel() for s in kept if len(s) and s[-1] == 50), default=0)
+        results[checkpointed] = loss.detach(), _grads(model), logits_kept
+        model.zero_grad()
+    (plain_loss, plain_grads, plain_kept), (loss, grads, kept_now) = results[False], results[True]
+    assert plain_kept == 64 * 50 and kept_now < 64 * 50
+    torch.testing.assert_close(loss, plain_loss)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, plain_grads[name], msg=name)

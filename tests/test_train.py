@@ -197,3 +197,13 @@ def test_a_run_ends_with_a_summary_and_warns_when_warmup_outlasts_it(tmp_path):
     assert f"python -m tinygpt.generate run={tmp_path}" in summary and "val loss" in summary
     proc = run_cli(*TINY, "max_steps=6", "schedule.warmup_steps=2", f"hydra.run.dir={tmp_path / 'b'}")
     assert "warmup_steps" not in proc.stdout + proc.stderr
+
+
+def test_stop_at_val_loss_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path):
+    reached = train(compose_train("max_steps=12", "eval_interval=4", "stop_at_val_loss=100"), tmp_path / "a")
+    assert reached["step"] == 4 and reached["val_loss"] <= 100
+    assert load_checkpoint(tmp_path / "a" / "ckpt.pt")["step"] == 4  # the stopped run is saved where it ended
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 4
+    never = train(compose_train("max_steps=8", "eval_interval=4", "stop_at_val_loss=0.0"), tmp_path / "b")
+    assert never["step"] == 8

@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--vocab-size", type=int, help="build the model with this many token ids (e.g. GPT-2's 50304)"
     )
+    parser.add_argument(
+        "--eager-update",
+        action="store_true",
+        help="with compile_mode=reduce-overhead, keep the update out of CUDA graphs (to compare)",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be >= 1 and --warmup >= 0")
@@ -66,7 +71,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(overrides: list[str], steps: int, warmup: int, vocab_size: int | None = None) -> dict[str, Any]:
+def measure(
+    overrides: list[str],
+    steps: int,
+    warmup: int,
+    vocab_size: int | None = None,
+    eager_update: bool = False,
+) -> dict[str, Any]:
     """Build the training job for ``overrides`` and time its steps; returns the raw figures."""
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         cfg = compose("train", overrides=[*overrides, "sample_interval=0"])
@@ -75,6 +86,8 @@ def measure(overrides: list[str], steps: int, warmup: int, vocab_size: int | Non
     with tempfile.TemporaryDirectory(prefix="tinygpt-bench-") as run_dir:
         job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=vocab_size)
         job.logger.close()
+        if eager_update:
+            job.update = None
         state, block_size = job.state, cfg.model.block_size
         state.model.train()
         if device.type == "cuda":
@@ -82,7 +95,7 @@ def measure(overrides: list[str], steps: int, warmup: int, vocab_size: int | Non
 
         def step() -> None:
             x, y = training_batch(job, block_size)
-            train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
+            train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
             state.step += 1
 
         start = time.perf_counter()
@@ -103,6 +116,7 @@ def measure(overrides: list[str], steps: int, warmup: int, vocab_size: int | Non
         tokens_per_step=cfg.batch_size * block_size,
         flops_per_token=flops_per_token(state.model, block_size),
         params=state.model.num_params(non_embedding=False),
+        graphed_update=job.update is not None,
     )
 
 
@@ -132,13 +146,14 @@ def report(raw: dict[str, Any], peak: float | None, peak_source: str) -> dict[st
         "peak_memory_bytes": peak_memory,
         "peak_memory_kind": memory_kind,
         "warmup_s": raw["warmup_s"],
+        "graphed_update": raw["graphed_update"],  # the update replayed as a CUDA graph (tinygpt/graphs.py)
     }
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, overrides = parse_args(argv)
-    raw = measure(overrides, args.steps, args.warmup, args.vocab_size)
+    raw = measure(overrides, args.steps, args.warmup, args.vocab_size, args.eager_update)
     peak, source = (
         (args.peak_tflops * 1e12, "--peak-tflops")
         if args.peak_tflops

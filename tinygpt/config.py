@@ -48,6 +48,7 @@ class TrainSchema:
     seed: int = MISSING
     device: Device = MISSING
     max_steps: int = MISSING
+    stop_at_val_loss: float | None = MISSING
     batch_size: int = MISSING
     grad_accum_steps: int = MISSING
     grad_clip: float = MISSING
@@ -69,6 +70,7 @@ class TrainSchema:
     curriculum_steps: int | None = MISSING
     max_skipped_steps: int = MISSING
     dist_timeout_s: int = MISSING
+    init_from: str | None = MISSING
     # the config groups, composed from conf/<group>/*.yaml
     model: Any = MISSING
     optim: Any = MISSING

@@ -6,13 +6,17 @@ than ``tinygpt.model.gpt.LayerCache``. Everything else about producing text is h
 - ``KVCache``: one layer's keys and values, a ring buffer once full;
 - the context rule (``past_block_size``, ``slide_keep``, ``new_cache``): how a model goes on past
   block_size, and the caches that rule needs;
-- ``stream`` / ``generate``: token ids in, sampled token ids out (the sampler is ``tinygpt.sampling``);
+- ``stream_chunks`` / ``stream`` / ``generate``: token ids in, sampled token ids out (the sampler is
+  ``tinygpt.sampling``), by one of two loops: ``stream_dynamic`` (the growing ``KVCache``, or none;
+  the CPU default) and ``stream_static`` (``tinygpt.static_cache``: fixed shapes, a CUDA graph per
+  token, tokens read back in chunks; the CUDA default);
 - ``stream_text`` / ``generate_text``: text in, text out, the one path behind both
   ``python -m tinygpt.generate`` and the samples the training loop logs.
 """
 
 import logging
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,6 +24,7 @@ import torch
 from tinygpt.errors import UserError
 from tinygpt.model import GPT
 from tinygpt.sampling import check_sampling, sample_next
+from tinygpt.static_cache import Pick, StaticDecoder
 
 log = logging.getLogger("tinygpt")
 
@@ -41,6 +46,12 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0  # the buffers stay; slots are overwritten before they are read again
+
+    def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        return torch.arange(self.length, self.length + T, device=device)  # (T,)
+
+    def mask(self) -> None:
+        return None  # the slice update() returns holds exactly the keys a new token sees
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they attend to.
@@ -89,13 +100,16 @@ def slide_keep(model: GPT) -> int:
     return model.block_size - model.block_size // 4
 
 
+def cache_capacity(model: GPT) -> int:
+    """Keys a layer's cache holds under ``model``'s context rule: its window, or at most block_size."""
+    if past_block_size(model) == "ring":
+        return model.sliding_window
+    return min(model.sliding_window or model.block_size, model.block_size)
+
+
 def new_cache(model: GPT) -> list[KVCache]:
     """One empty KVCache per layer of ``model``, as large as its context rule needs."""
-    if past_block_size(model) == "ring":
-        capacity = model.sliding_window
-    else:
-        capacity = min(model.sliding_window or model.block_size, model.block_size)
-    return [KVCache(capacity) for _ in range(model.n_layer)]
+    return [KVCache(cache_capacity(model)) for _ in range(model.n_layer)]
 
 
 def fit_context(model: GPT, prompt_len: int, max_new_tokens: int) -> bool:
@@ -117,19 +131,32 @@ def fit_context(model: GPT, prompt_len: int, max_new_tokens: int) -> bool:
     return False
 
 
+NOT_FINITE = (
+    "the model's logits are inf or nan: its weights are too large (training diverged, "
+    "e.g. optim.lr too high); sample from ckpt=best or an earlier run's checkpoint"
+)
+CHUNK = 16  # tokens the static path decodes between two reads back to the host
+
+
 def last_logits(model: GPT, idx: torch.Tensor, cache: list[KVCache] | None) -> torch.Tensor:
     """The (B, V) next-token logits after idx (B, T); with ``cache``, idx is only the uncached tokens."""
     logits = model(idx, cache)[:, -1]
     if not bool(torch.isfinite(logits).all()):
-        raise UserError(
-            "the model's logits are inf or nan: its weights are too large (training diverged, "
-            "e.g. optim.lr too high); sample from ckpt=best or an earlier run's checkpoint"
-        )
+        raise UserError(NOT_FINITE)
     return logits
 
 
+def use_static_cache(static_cache: bool | None, kv_cache: bool, device: torch.device) -> bool:
+    """Whether to decode with ``tinygpt.static_cache``: None = where it is faster, on CUDA."""
+    if static_cache is None:
+        return kv_cache and device.type == "cuda"
+    if static_cache and not kv_cache:
+        raise UserError("static_cache=true is a kind of KV cache: use it with kv_cache=true")
+    return bool(static_cache)
+
+
 @torch.no_grad()
-def stream(
+def stream_chunks(
     model: GPT,
     idx: torch.Tensor,
     max_new_tokens: int,
@@ -139,26 +166,59 @@ def stream(
     repetition_penalty: float = 1.0,
     eot_id: int | None = None,
     kv_cache: bool = True,
+    static_cache: bool | None = None,
     generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Sample up to ``max_new_tokens`` tokens after the prompts idx (B, T); yield each step's (B,) ids.
+    """Sample up to ``max_new_tokens`` tokens after the prompts idx (B, T); yield them as (B, n) ids.
 
     Sampling controls are those of ``tinygpt.sampling.sample_next``. A row that emits ``eot_id``
     is finished: it yields ``eot_id`` from then on, and the stream ends once every row has.
     ``kv_cache=False`` recomputes the whole context at every step, under the same context rule
     (``past_block_size``), so it gives the same tokens, only slower. A prompt is context like any
     other: a "slide" model given one longer than block_size sees only its newest ``slide_keep``.
+
+    ``static_cache`` (None: on CUDA only) decodes with fixed-shape caches and, on CUDA, a CUDA graph
+    per token (``tinygpt.static_cache``); its tokens come in chunks of up to ``CHUNK``, the others
+    one by one. The same seed gives the same tokens either way, up to float rounding.
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    static = use_static_cache(static_cache, kv_cache, idx.device)
+    ring = fit_context(model, idx.size(1), max_new_tokens)
+    pick = partial(
+        sample_next,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        generator=generator,
+    )
+    if static:
+        decoder = StaticDecoder(model, idx, cache_capacity(model), pick, eot_id)
+        if idx.device.type == "cuda":
+            decoder.capture(generator)  # each token: one graph replay
+        yield from stream_static(decoder, max_new_tokens, ring)
+        return
+    for nxt in stream_dynamic(model, idx, max_new_tokens, ring, pick, eot_id, kv_cache):
+        yield nxt[:, None]
+
+
+def stream_dynamic(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    ring: bool,
+    pick: Pick,
+    eot_id: int | None,
+    kv_cache: bool,
+) -> Iterator[torch.Tensor]:
+    """The decode loop with the growing ``KVCache`` (or none): (B,) ids per step, checked on the host."""
     B, prompt_len = idx.shape
-    ring = fit_context(model, prompt_len, max_new_tokens)
     tokens = torch.empty(B, prompt_len + max_new_tokens, dtype=torch.long, device=idx.device)
     tokens[:, :prompt_len] = idx
-    rows = torch.arange(B, device=idx.device)
     seen = torch.zeros(B, model.lm_head.out_features, dtype=torch.bool, device=idx.device)
-    seen[rows[:, None], idx] = True  # (B, V): what the repetition penalty applies to
+    seen.scatter_(1, idx, True)  # (B, V): what the repetition penalty applies to
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
     cache = new_cache(model) if kv_cache else None
     start = 0  # the context is tokens[:, start:n]
@@ -169,21 +229,51 @@ def stream(
                 layer_cache.reset()
         cached = 0 if cache is None else cache[0].length
         logits = last_logits(model, tokens[:, start + cached : n], cache)  # only the uncached tokens
-        nxt = sample_next(logits, seen, temperature, top_k, top_p, repetition_penalty, generator)  # (B,)
+        nxt = pick(logits, seen)  # (B,)
         if eot_id is not None:
             nxt = nxt.masked_fill(finished, eot_id)
             finished |= nxt == eot_id
         tokens[:, n] = nxt
-        seen[rows, nxt] = True
+        seen.scatter_(1, nxt[:, None], True)
         yield nxt
         if eot_id is not None and bool(finished.all()):
             return
 
 
+def stream_static(decoder: StaticDecoder, max_new_tokens: int, ring: bool) -> Iterator[torch.Tensor]:
+    """The decode loop of a ``StaticDecoder``: (B, n) ids every ``CHUNK`` tokens, the only host syncs."""
+    model, idx, eot_id = decoder.model, decoder.prompt, decoder.eot_id
+    B, prompt_len = idx.shape
+    total = prompt_len + max_new_tokens
+    tokens = torch.empty(B, total, dtype=torch.long, device=idx.device)
+    tokens[:, :prompt_len] = idx
+    start, sent = 0, prompt_len  # the context is tokens[:, start:n]; tokens[:, sent:n] are not yielded yet
+    for n in range(prompt_len, total):
+        slide = not ring and n - start > model.block_size
+        if slide:
+            start = n - slide_keep(model)
+        tokens[:, n] = decoder.restart(tokens[:, start:n]) if slide or n == prompt_len else decoder.step()
+        if n + 1 - sent < CHUNK and n + 1 < total:
+            continue
+        new, sent = tokens[:, sent : n + 1], n + 1  # (B, up to CHUNK)
+        if bool(decoder.bad):
+            raise UserError(NOT_FINITE)
+        ended = [] if eot_id is None else (new == eot_id).all(dim=0).nonzero().flatten().tolist()
+        if ended:  # every row has ended: the stream stops after that token, as the per-token loop does
+            yield new[:, : ended[0] + 1]
+            return
+        yield new
+
+
+def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling: Any) -> Iterator[torch.Tensor]:
+    """``stream_chunks`` (same arguments) one step at a time: yield each step's (B,) ids."""
+    for chunk in stream_chunks(model, idx, max_new_tokens, **sampling):
+        yield from chunk.unbind(dim=1)
+
+
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling: Any) -> torch.Tensor:
-    """idx (B, T) -> (B, T + new) with the sampled tokens appended; keywords are those of ``stream``."""
-    new = [nxt[:, None] for nxt in stream(model, idx, max_new_tokens, **sampling)]
-    return torch.cat([idx, *new], dim=1)
+    """idx (B, T) -> (B, T + new): the sampled tokens appended; keywords are those of ``stream_chunks``."""
+    return torch.cat([idx, *stream_chunks(model, idx, max_new_tokens, **sampling)], dim=1)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
@@ -214,12 +304,14 @@ def stream_text(
     seed: int | None = None,
     stop: str | None = None,
     kv_cache: bool = True,
+    static_cache: bool | None = None,
 ) -> Iterator[list[str]]:
     """Yield the texts (prompt + continuation) of all ``num_samples`` samples after every new token.
 
     The samples are one batch. Each ends at <|endoftext|> (if the tokenizer has one; not included)
     or just before ``stop``; the stream ends when all have ended, or after ``max_new_tokens``.
     The last texts yielded are the final ones. ``seed`` makes the samples reproducible.
+    ``kv_cache`` and ``static_cache`` choose the decode path (``stream_chunks``), never the text.
     """
     if not isinstance(num_samples, int) or num_samples < 1:
         raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -229,7 +321,7 @@ def stream_text(
     device = model.lm_head.weight.device
     idx = torch.tensor([encode_prompt(tokenizer, prompt)], device=device).repeat(num_samples, 1)  # (B, T)
     generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-    tokens = stream(
+    chunks = stream_chunks(
         model,
         idx,
         max_new_tokens,
@@ -239,12 +331,14 @@ def stream_text(
         repetition_penalty=repetition_penalty,
         eot_id=eot_id,
         kv_cache=kv_cache,
+        static_cache=static_cache,
         generator=generator,
     )
     new_ids: list[list[int]] = [[] for _ in range(num_samples)]
     texts, ended = [prompt] * num_samples, [False] * num_samples
-    for nxt in tokens:
-        for i, token in enumerate(nxt.tolist()):
+    steps = (step for chunk in chunks for step in chunk.T.tolist())  # one host read per chunk
+    for nxt in steps:
+        for i, token in enumerate(nxt):
             if ended[i] or token == eot_id:
                 ended[i] = True
                 continue

@@ -176,6 +176,15 @@ def text_value(value: Any, key: str) -> str:
     return value
 
 
+def static_cache_value(value: Any) -> bool | None:
+    """``static_cache``: auto (None: on CUDA only), true or false."""
+    if value == "auto":
+        return None
+    if not isinstance(value, bool):
+        raise UserError(f"static_cache must be auto, true or false, got {value!r}")
+    return value
+
+
 def cli(cfg: DictConfig) -> None:
     """The command, given its composed config: check, load the run, sample, print."""
     if OmegaConf.is_missing(cfg, "run"):
@@ -187,6 +196,7 @@ def cli(cfg: DictConfig) -> None:
     if prompt == "-":
         prompt = stdin_prompt(sys.stdin.buffer)
     stop = None if cfg.stop is None else text_value(cfg.stop, "stop")
+    static_cache = static_cache_value(cfg.static_cache)
     model, tokenizer = load(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
     log.info(describe_context(model))
     texts = stream_text(
@@ -202,6 +212,7 @@ def cli(cfg: DictConfig) -> None:
         seed=cfg.seed,
         stop=stop,
         kv_cache=cfg.kv_cache,
+        static_cache=static_cache,
     )
     live = sys.stdout.isatty() and cfg.num_samples == 1
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))

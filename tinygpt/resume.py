@@ -89,6 +89,7 @@ def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_v
 # where it runs and how it logs. Everything else is the run's recipe, kept from its checkpoint.
 CHANGEABLE_ON_RESUME = (
     "max_steps",
+    "stop_at_val_loss",
     "eval_interval",
     "log_interval",
     "sample_interval",

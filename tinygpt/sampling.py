@@ -1,6 +1,6 @@
 """From next-token logits to a chosen token: small pure functions, applied in this order.
 
-repetition penalty -> temperature (0 = greedy) -> top-k -> top-p -> draw from the softmax.
+repetition penalty -> temperature (0 = greedy) -> top-k -> top-p -> draw from the softmax (``draw``).
 
 Each filter takes logits (B, V) and returns logits of the same shape, with the tokens it rules out set
 to -inf, so the filters compose and each one can be checked on hand-made logits.
@@ -78,4 +78,15 @@ def sample_next(
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
-    return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
+    return draw(logits.softmax(dim=-1), generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of probs (B, V) -> (B,): the token ``torch.multinomial(probs, 1)`` draws.
+
+    It is multinomial's own method for one sample (the row's argmax of p / E, E ~ Exp(1) drawn from
+    ``generator``), so the same generator gives the same tokens, but without multinomial's checks of
+    the probabilities, which wait for the device: a CUDA graph can capture this.
+    """
+    noise = torch.empty_like(probs).exponential_(generator=generator)  # (B, V)
+    return (probs / noise).argmax(dim=-1)

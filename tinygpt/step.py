@@ -16,10 +16,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from tinygpt.device import autocast
-from tinygpt.loss import lm_loss
 from tinygpt.state import TrainState
 
 NoSync = Callable[[], contextlib.AbstractContextManager]
+Forward = Callable[..., torch.Tensor]  # GPT.forward: (idx, targets=, label_smoothing=, z_loss=) -> loss
 
 
 @dataclass(frozen=True)
@@ -41,22 +41,40 @@ class StepStats:
     applied: torch.Tensor  # () bool: the loss and gradients were finite and the update was applied
 
 
+Update = Callable[[TrainState, torch.Tensor, StepSettings], tuple[torch.Tensor, torch.Tensor]]
+
+
 def train_step(
     state: TrainState,
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: StepSettings,
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
     no_sync: NoSync = contextlib.nullcontext,
+    update: Update | None = None,
 ) -> StepStats:
     """One update of ``state`` from the batch x, y (B, T) token ids.
 
-    ``forward`` maps ids (B, T) to logits (B, T, V): the model, or its DDP/compiled wrapper.
+    ``forward`` is the model, or its DDP/compiled wrapper: called with ``targets``, it returns the loss.
     ``reduce`` averages a scalar over ranks (identity outside DDP), so every rank takes the same
-    decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch.
+    decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch. ``update``
+    applies the gradients: ``apply_update``, or the same replayed as a CUDA graph (tinygpt/graphs.py).
     """
     loss = reduce(accumulate_gradients(forward, x, y, settings, state.scaler, no_sync))
+    grad_norm, applied = (update or apply_update)(state, loss, settings)
+    return StepStats(loss=loss.detach(), grad_norm=grad_norm.detach(), applied=applied)
+
+
+def apply_update(
+    state: TrainState, loss: torch.Tensor, settings: StepSettings, keep_grads: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unscale, clip and apply the accumulated gradients if ``loss`` and they are finite; returns the
+    () gradient norm before clipping and the () bool "applied".
+
+    Every tensor of the state it changes, it changes in place, so a CUDA graph of it replays onto the
+    same memory; ``keep_grads`` zeroes the gradients in place instead of freeing them, for the same reason.
+    """
     state.scaler.unscale_(state.optimizer)
     max_norm = settings.grad_clip if settings.grad_clip > 0 else float("inf")
     grad_norm = nn.utils.clip_grad_norm_(state.model.parameters(), max_norm)
@@ -65,15 +83,15 @@ def train_step(
     if state.ema is not None:
         update_ema(state.ema, state.model, settings.ema_decay, applied)
     state.scaler.update()  # fp16: lowers the scale after an overflow; a no-op otherwise
-    state.optimizer.zero_grad(set_to_none=True)
+    state.optimizer.zero_grad(set_to_none=not keep_grads)
     state.skipped_total += ~applied
-    state.skipped_in_a_row = (state.skipped_in_a_row + 1) * ~applied
-    state.worst_in_a_row = torch.maximum(state.worst_in_a_row, state.skipped_in_a_row)
-    return StepStats(loss=loss.detach(), grad_norm=grad_norm.detach(), applied=applied)
+    state.skipped_in_a_row.add_(1).mul_(~applied)
+    torch.maximum(state.worst_in_a_row, state.skipped_in_a_row, out=state.worst_in_a_row)
+    return grad_norm, applied
 
 
 def accumulate_gradients(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: StepSettings,
@@ -91,8 +109,11 @@ def accumulate_gradients(
     for i, (xm, ym) in enumerate(slices):
         with no_sync() if i < len(slices) - 1 else contextlib.nullcontext():
             with autocast(x.device, settings.precision):
-                logits = forward(xm)  # (B/n, T, V)
-                loss = lm_loss(logits, ym, settings.label_smoothing, settings.z_loss) / n
+                # the loss comes out of the model's forward: one compiled graph from ids to loss
+                loss = (
+                    forward(xm, targets=ym, label_smoothing=settings.label_smoothing, z_loss=settings.z_loss)
+                    / n
+                )
             scaler.scale(loss).backward()
         loss_sum += loss.detach()
     return loss_sum

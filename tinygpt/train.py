@@ -45,15 +45,16 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
+from tinygpt.graphs import GraphedUpdate, can_graph_update
+from tinygpt.init_from import load_weights, with_init_from
 from tinygpt.loggers import NullLogger
-from tinygpt.loss import lm_loss
 from tinygpt.optim import build_optimizer, set_lr
 from tinygpt.progress import STEP_LINE, progress_bar
 from tinygpt.resume import checkpoint_to_resume, record_resume, resumed_config, stop_message
 from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
 from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, StepStats, train_step
+from tinygpt.step import StepSettings, StepStats, Update, train_step
 
 log = logging.getLogger("tinygpt")
 
@@ -88,12 +89,13 @@ class Job:
     device: torch.device
     data: TextData
     state: TrainState
-    forward: torch.nn.Module  # the model as the step calls it, (B, T) ids -> (B, T, V) logits: DDP/compiled
+    forward: torch.nn.Module  # the model as the step and evaluation call it (DDP/compiled), loss included
     no_sync: Callable[[], contextlib.AbstractContextManager]  # DDP's, else a no-op
     lr_factor: Callable[[int, int], float]  # (step, max_steps) -> multiplier of optim.lr
     settings: StepSettings
     config: dict[str, Any]  # the resolved config: effective_config.json and every checkpoint's copy
     overrides: list[str] | None = None  # the command line's overrides, kept in checkpoints for resumes
+    update: Update | None = None  # how the step applies its gradients: None = eagerly (apply_update)
     logger: Any = field(default_factory=NullLogger)
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
@@ -118,6 +120,8 @@ def train(
     (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
     """
     run_dir = Path(run_dir)
+    if cfg.init_from is not None:  # model config and tokenizer from a transformers folder
+        cfg = with_init_from(cfg, overrides or [])
     check_train_config(cfg, world.size)
     device = pick_device(cfg.device, world)
     with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
@@ -150,7 +154,7 @@ def run_loop(job: Job) -> None:
                 state.step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
             x, y = training_batch(job, block_size)
-            stats = train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
+            stats = train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
             state.step += 1
             state.tokens_seen += cfg.batch_size * block_size
 
@@ -161,11 +165,23 @@ def run_loop(job: Job) -> None:
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
                     evaluate_and_keep_best(job, lr)
+                reached = job.due(cfg.eval_interval) and reached_target(job)
                 if job.world.is_main and cfg.sample_interval and job.due(cfg.sample_interval):
                     log_sample(job)
-                if job.due(cfg.ckpt_interval):
+                if job.due(cfg.ckpt_interval) or reached:
                     save(job, job.run_dir / "ckpt.pt")
+            if reached:
+                break
     job.tokens_per_s = whole_run.rate(state.tokens_seen)
+
+
+def reached_target(job: Job) -> bool:
+    """stop_at_val_loss: the latest val loss (the same on every rank) is at or below the target."""
+    target = job.cfg.stop_at_val_loss
+    if target is None or not job.val_loss <= target:
+        return False
+    log.info("step %d: val loss %.4f <= stop_at_val_loss=%g: stopping", job.state.step, job.val_loss, target)
+    return True
 
 
 def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,6 +238,8 @@ def build_job(
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     model = instantiate(cfg.model)(vocab_size=max(vocab_size or 0, data.tokenizer.vocab_size)).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
+    if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
+        load_weights(model, cfg.init_from, resolved(cfg)["model"])
     optimizer = build_optimizer(model, cfg.optim)
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
@@ -268,6 +286,8 @@ def build_job(
         flops_per_token=flops_per_token(model, cfg.model.block_size),
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
     )
+    if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
+        job.update = graphed_update(state, world)
     if world.is_main:
         start_run_dir(job)
     log.info(
@@ -280,6 +300,15 @@ def build_job(
         run_dir,
     )
     return job
+
+
+def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
+    """compile_mode=reduce-overhead: the update joins the forward and backward in CUDA graphs where it can."""
+    why_not = can_graph_update(state, world.distributed)
+    if why_not:
+        log.info("compile_mode=reduce-overhead: %s", why_not)
+        return None
+    return GraphedUpdate(state)
 
 
 def seed_everything(seed: int) -> None:
@@ -397,7 +426,7 @@ def evaluate(
             data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
         )
         with autocast(device, cfg.precision):
-            total += lm_loss(model(x), y)
+            total += model(x, targets=y)  # the compiled model computes its loss in its own graph
     model.train(was_training)
     return sum_over_ranks(total, world).item() / cfg.eval_iters
 

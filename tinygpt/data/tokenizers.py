@@ -105,11 +105,16 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()
 
+    @property
+    def hf_tokenizer(self) -> HFTokenizer:
+        """The wrapped ``tokenizers.Tokenizer`` (for export to a transformers folder)."""
+        return self._tok
+
     def encode(self, text: str) -> np.ndarray:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
         pieces, rest = split_text(text, self.PIECE_CHARS)
-        encodings = self._tok.encode_batch_fast([*pieces, rest])
+        encodings = self._tok.encode_batch_fast([*pieces, rest], add_special_tokens=False)  # no BOS per piece
         return np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
+from tinygpt.loss import chunked_lm_loss, lm_loss
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
@@ -29,14 +30,18 @@ MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
 class LayerCache(Protocol):
     """What attention needs of one layer's KV cache during generation (``tinygpt.engine.KVCache``)."""
 
-    length: int  # tokens cached so far = the position of the next token
+    def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        """The (T,) positions of the next T tokens: they continue from the cached ones."""
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
 
         A chunk of T > 1 tokens starts an empty cache and gets its own k, v back (the usual mask
-        applies). A single token gets every cached key: the cache holds only keys inside its window.
+        applies). A single token gets the cached keys, which hold only keys inside its window.
         """
+
+    def mask(self) -> torch.Tensor | None:
+        """After a single token's update: which returned keys it sees, (1, Tk) bool; None = all of them."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -79,7 +84,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, nkv, T or every cached token, hd)
         if cache is not None and T == 1:
-            mask, causal = None, False  # one new token sees every cached key: the cache holds its window
+            mask, causal = cache.mask(), False  # one new token sees the cached keys, all inside its window
         else:
             mask = None if self.sliding_window is None else window_mask(pos, pos, self.sliding_window)
             causal = mask is None
@@ -155,7 +160,8 @@ class GPT(nn.Module):
         self.block_size = block_size
         self.n_layer = n_layer
         self.sliding_window = sliding_window
-        self.grad_checkpointing = False  # set by the loop: recompute each block in backward to save memory
+        # set by the loop: recompute each block, and the head + loss a chunk at a time, in backward
+        self.grad_checkpointing = False
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab_size, n_embd),
@@ -193,16 +199,26 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
-        """idx: (B, T) token ids -> logits (B, T, vocab_size).
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: list[LayerCache] | None = None,
+        targets: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+    ) -> torch.Tensor:
+        """idx: (B, T) token ids -> logits (B, T, vocab_size), or with ``targets`` (B, T) the () loss.
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        cache per layer, from ``tinygpt.engine.new_cache``), idx holds only the tokens after the
-        cached ones, and their positions continue from there.
+        cache per layer, from ``tinygpt.engine.new_cache`` or ``tinygpt.static_cache``), idx holds only
+        the tokens after the cached ones, and their positions continue from there. The loss
+        (``tinygpt.loss.lm_loss``) is computed here so that ``torch.compile`` of the model compiles it in
+        the same graph as the head: the upcast and log-softmax of the (B, T, V) logits fuse instead of
+        going through memory.
         """
         T = idx.size(1)
-        start = 0 if cache is None else cache[0].length
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        positions = torch.arange if cache is None else cache[0].positions  # cached: continue from them
+        pos = positions(T, device=idx.device)  # (T,)
         wpe = self.transformer.wpe
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
         for block, layer_cache in zip(self.transformer.h, cache or [None] * self.n_layer, strict=True):
@@ -210,7 +226,12 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, pos, wpe.rotate, layer_cache, use_reentrant=False)
             else:
                 x = block(x, pos, wpe.rotate, layer_cache)
-        return self.lm_head(self.transformer.ln_f(x))
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if targets is None:
+            return self.lm_head(x)
+        if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
+            return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
+        return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count (shared tensors once); ``non_embedding`` leaves out token and position tables."""

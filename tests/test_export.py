@@ -1,0 +1,172 @@
+"""Export to and import from Hugging Face transformers folders: a trained run exported with
+``python -m tinygpt.export`` loads with AutoModelForCausalLM / AutoTokenizer and generates what the run
+generates; ``init_from=`` starts a run from such a folder, and export -> import -> export gives the same
+tensors; every user mistake on either side is one clear line."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import compose_train, run_cli
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tinygpt.data import embedded_corpus_path, load_tokenizer
+from tinygpt.engine import generate
+from tinygpt.errors import UserError
+from tinygpt.export import export_run
+from tinygpt.generate import load
+from tinygpt.train import train
+
+TEXT = "ROMEO: Nay, 'tis\n\n  so - what?  A man's \"word\"!\n"  # spaces, newlines, punctuation
+BPE = ["data/tokenizer=bpe", "data.tokenizer.vocab_size=300"]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Tiny trained runs: GPT-2 style with the char tokenizer, and Qwen3 style (QK-norm) with BPE and EMA."""
+    root = tmp_path_factory.mktemp("runs")
+    settings = ["max_steps=3", "eval_interval=3", "optim.lr=1e-2", "schedule.warmup_steps=1"]
+    train(compose_train(*settings), root / "char")
+    train(compose_train(*settings, "model=llama", "model.n_kv_head=2", "ema_decay=0.5", *BPE), root / "bpe")
+    return {"char": root / "char", "bpe": root / "bpe"}
+
+
+def assert_same_greedy(run, folder, ema: bool = False) -> None:
+    """The exported tokenizer gives our ids, and transformers' greedy decoding our 20 tokens."""
+    ours, tokenizer = load(run, ema=ema, device="cpu")
+    theirs = AutoModelForCausalLM.from_pretrained(folder).eval()
+    hf_tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = [int(i) for i in tokenizer.encode(TEXT)]
+    assert hf_tokenizer(TEXT)["input_ids"] == ids
+    assert hf_tokenizer.decode(ids) == TEXT
+    prompt = torch.tensor([ids[:6]])
+    expected = generate(ours, prompt, 20, temperature=0)
+    with torch.no_grad():
+        got = theirs.generate(prompt, max_new_tokens=20, min_new_tokens=20, do_sample=False)
+    assert got.tolist() == expected.tolist()
+
+
+def test_exported_char_run_loads_in_transformers_and_generates_the_same_tokens(runs, tmp_path):
+    out = tmp_path / "hf"
+    result = run_cli(f"run={runs['char']}", f"out={out}", module="tinygpt.export")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["model_type"] == "gpt2"
+    assert (out / "model.safetensors").is_file()
+    assert_same_greedy(runs["char"], out)
+
+
+def test_exported_bpe_run_with_ema_weights_generates_the_same_tokens(runs, tmp_path):
+    out = export_run(runs["bpe"], tmp_path / "hf", ema=True)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3"
+    assert AutoTokenizer.from_pretrained(out).eos_token == "<|endoftext|>"
+    assert_same_greedy(runs["bpe"], out, ema=True)
+    raw = load(runs["bpe"], device="cpu").model.state_dict()["transformer.wte.weight"]
+    assert not torch.equal(load_file(out / "model.safetensors")["model.embed_tokens.weight"], raw)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_export_import_export_gives_identical_tensors(kind, runs, tmp_path):
+    """init_from= takes config, weights and tokenizer from the folder (data=text encodes with it); one
+    step at lr=1e-30 leaves every weight as it was, so exporting the new run gives the first folder's
+    tensors bit for bit."""
+    first = export_run(runs[kind], tmp_path / "first")
+    corpus = tmp_path / "corpus.txt"  # without digits: a char vocabulary of its own would be smaller
+    corpus.write_text("".join(c for c in embedded_corpus_path().read_text() if not c.isdigit()))
+    again = tmp_path / "again"
+    own = ["data/tokenizer=bpe", "data.tokenizer.vocab_size=280"] if kind == "bpe" else []
+    train(
+        compose_train(f"init_from={first}", "data=text", f"data.path={corpus}", *own, "max_steps=1",
+                      "optim.lr=1e-30", "eval_interval=1"),
+        again,
+        overrides=[f"init_from={first}"],
+    )  # fmt: skip
+    assert (again / "tokenizer.json").read_text() == (first / "tokenizer.json").read_text()
+    second = export_run(again, tmp_path / "second")
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_the_token_cache_never_reuses_the_ids_of_another_folders_tokenizer(runs, tmp_path):
+    """Two folders at the same path, one after the other, with other tokenizers: the second run
+    encodes the text again with its own tokenizer instead of reusing the first run's cache entry."""
+    folder, corpus = tmp_path / "hf", tmp_path / "corpus.txt"
+    shutil.copyfile(embedded_corpus_path(), corpus)
+    for kind in ("char", "bpe"):
+        shutil.rmtree(folder, ignore_errors=True)
+        export_run(runs[kind], folder)
+        typed = [f"init_from={folder}", "data=text", f"data.path={corpus}"]
+        train(compose_train(*typed, "max_steps=1"), tmp_path / kind, overrides=typed)
+        assert (tmp_path / kind / "tokenizer.json").read_text() == (folder / "tokenizer.json").read_text()
+
+
+def test_export_refuses_an_existing_folder_and_an_unexportable_model(runs, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = run_cli(f"run={runs['char']}", f"out={taken}", module="tinygpt.export")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: out={taken} already exists and is not an empty folder; choose a new out folder"
+    ]
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+
+    train(compose_train("max_steps=1", "model.parallel_block=true"), tmp_path / "parallel")
+    with pytest.raises(UserError, match="model.parallel_block=true has no transformers architecture"):
+        export_run(tmp_path / "parallel", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_mistakes_are_one_clear_line(runs, tmp_path):
+    result = run_cli(f"init_from={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'config.json'} is missing; init_from= must name a transformers model folder"
+    ]
+    assert not (tmp_path / "run" / "ckpt.pt").exists()
+
+    folder = export_run(runs["char"], tmp_path / "hf")
+
+    def start(path, *typed):
+        cfg = compose_train(f"init_from={path}", "max_steps=1", *typed)
+        train(cfg, tmp_path / "x", overrides=[f"init_from={path}", *typed])
+
+    with pytest.raises(UserError) as err:
+        start(folder, "model.n_layer=3")
+    assert str(err.value) == (
+        f"model.n_layer=3 contradicts {folder / 'config.json'} (2); drop model.n_layer= "
+        "(with init_from only model.dropout and model.block_size may be set)"
+    )
+    with pytest.raises(UserError, match="model.block_size=64 is longer than the 32 learned positions"):
+        start(folder, "model.block_size=64")
+    with pytest.raises(UserError, match="drop model/norm="):
+        start(folder, "model/norm=rmsnorm")
+    pickles = tmp_path / "pickles"
+    shutil.copytree(folder, pickles)
+    (pickles / "model.safetensors").rename(pickles / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"PyTorch pickles \(\*.bin\) but no model.safetensors"):
+        start(pickles)
+    (pickles / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(UserError, match="model_type 'bert' is not one TinyGPT imports"):
+        start(pickles)
+    assert not (tmp_path / "x" / "ckpt.pt").exists()
+
+
+def test_a_shorter_block_size_slices_the_learned_positions_and_the_run_resumes(runs, tmp_path):
+    folder = export_run(runs["char"], tmp_path / "hf")
+    typed = [f"init_from={folder}", "model.block_size=16"]
+    train(compose_train(*typed, "max_steps=1", "optim.lr=1e-30"), tmp_path / "run", overrides=typed)
+    model = load(tmp_path / "run", device="cpu").model
+    full = load_file(folder / "model.safetensors")["transformer.wpe.weight"]
+    assert model.block_size == 16
+    assert torch.equal(model.transformer.wpe.weight, full[:16])
+    ids = load_tokenizer(tmp_path / "run" / "tokenizer.json").encode(TEXT)
+    assert ids.tolist() == load_tokenizer(runs["char"] / "tokenizer.json").encode(TEXT).tolist()
+    resumed = train(compose_train(*typed, "max_steps=2", "resume=true"), tmp_path / "run", overrides=typed)
+    assert resumed["step"] == 2

@@ -1,0 +1,169 @@
+"""Start a training run from a Hugging Face transformers folder: ``python -m tinygpt.train init_from=DIR``.
+
+The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.from_hf_config``),
+its weights (model.safetensors, or the shards its index names) and its tokenizer (tokenizer.json:
+``data=text data.path=FILE`` encodes with it). A model key typed on the command line that contradicts
+config.json is refused, naming it; ``model.dropout`` may be set, and ``model.block_size`` lowered.
+
+The folder is untrusted: config.json is read as JSON data and mapped onto TinyGPT's own classes (no
+``trust_remote_code``, nothing of the folder is run), weights load through safetensors, never pickle.
+transformers is imported only here, and only when ``init_from`` is set.
+"""
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tinygpt.config import flat_items
+from tinygpt.data import Tokenizer, load_tokenizer
+from tinygpt.data.tokenizers import read_regular_file
+from tinygpt.errors import UserError
+from tinygpt.hf import ARCHITECTURES, from_hf_config, from_hf_state
+from tinygpt.model import GPT
+from tinygpt.overrides import override_key
+
+MAX_CONFIG_BYTES = 1 << 20
+NEED_FOLDER = "init_from= must name a transformers model folder"
+SETTABLE = ("model.dropout", "model.block_size")  # model keys the command line may set with init_from
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path} is missing; {NEED_FOLDER}") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(
+            f"cannot read {path} ({exc}); init_from= must name a transformers model folder"
+        ) from exc
+
+
+def folder_model_config(folder: Path) -> tuple[dict[str, Any], int]:
+    """Our model config for the folder's config.json, and the model's vocabulary size."""
+    if not folder.is_dir():
+        raise UserError(
+            f"init_from={folder} is not a folder; give a transformers model folder (config.json, ...)"
+        )
+    path = folder / "config.json"
+    raw = read_json(path)
+    if not isinstance(raw, dict) or raw.get("model_type") not in ARCHITECTURES:
+        kind = raw.get("model_type") if isinstance(raw, dict) else None
+        raise UserError(
+            f"{path}: model_type {kind!r} is not one TinyGPT imports; it imports {', '.join(ARCHITECTURES)}"
+        )
+    from transformers import CONFIG_MAPPING  # ~5 s: only with init_from
+
+    try:  # a known model_type: its own config class fills in the defaults; no code of the folder runs
+        config = CONFIG_MAPPING[raw["model_type"]].from_dict(raw).to_dict()
+    except Exception as exc:
+        raise UserError(f"{path} is not a valid {raw['model_type']} config ({exc})") from exc
+    return from_hf_config(config, str(path)), int(config["vocab_size"])
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """model.safetensors, or the shards model.safetensors.index.json names; never a pickle (*.bin)."""
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError(f"{index} has no weight_map; the folder is damaged")
+        shards = sorted({str(name) for name in weight_map.values()})
+        if any(Path(name).name != name for name in shards):
+            raise UserError(f"{index} names a shard outside the folder; the folder is not usable")
+        return [folder / name for name in shards]
+    if any(folder.glob("*.bin")):
+        raise UserError(
+            f"{folder} holds PyTorch pickles (*.bin) but no model.safetensors; TinyGPT loads only "
+            "safetensors: convert it (load it in transformers, then save_pretrained(safe_serialization=True))"
+        )
+    raise UserError(f"{folder} has no model.safetensors; {NEED_FOLDER}")
+
+
+def load_weights(model: GPT, folder: str | Path, model_cfg: dict[str, Any]) -> None:
+    """Copy the folder's weights into ``model`` (built from ``model_cfg``); a learned position table
+    longer than model.block_size keeps its first rows."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state = {}
+    for path in weight_files(folder):
+        try:
+            state.update(load_file(path))
+        except (OSError, SafetensorError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); the folder is damaged") from exc
+    ours = from_hf_state(state, model_cfg, str(folder))
+    if "transformer.wpe.weight" in ours:
+        ours["transformer.wpe.weight"] = ours["transformer.wpe.weight"][: model.block_size]
+    try:
+        model.load_state_dict(ours, strict=True)
+    except RuntimeError as exc:
+        problem = " ".join(str(exc).split())
+        raise UserError(f"{folder}: its weights do not fit its config.json ({problem})") from exc
+
+
+def folder_tokenizer(texts: Iterable[str], path: str, sha256: str) -> Tokenizer:
+    """The data config's tokenizer under init_from: the folder's tokenizer.json, not one trained on
+    ``texts``. ``sha256`` is in the token cache's key, so a cache built with another tokenizer is
+    never reused."""
+    tokenizer = load_tokenizer(path)
+    if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha256:
+        raise UserError(f"{path} changed while the run started; start it again")
+    return tokenizer
+
+
+def check_typed_model_keys(cfg: DictConfig, imported: dict[str, Any], typed: list[str], folder: Path) -> None:
+    """Refuse model keys typed on the command line that contradict the folder's config.json."""
+    flat = flat_items(imported, "model")
+    for key in (override_key(o) for o in typed):
+        if key == "model" or key.startswith("model/"):
+            raise UserError(
+                f"{key}= with init_from: the model's architecture comes from {folder / 'config.json'}; "
+                f"drop {key}="
+            )
+        if key.startswith("model.") and key not in SETTABLE:
+            value = OmegaConf.select(cfg, key)
+            if key not in flat or flat[key] != value:
+                raise UserError(
+                    f"{key}={value} contradicts {folder / 'config.json'} ({flat.get(key, 'not set there')}); "
+                    f"drop {key}= (with init_from only {' and '.join(SETTABLE)} may be set)"
+                )
+
+
+def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
+    """``cfg`` with the model config and tokenizer of the folder ``cfg.init_from``."""
+    folder = Path(cfg.init_from).expanduser()
+    imported, vocab_size = folder_model_config(folder)
+    check_typed_model_keys(cfg, imported, typed, folder)
+    typed_keys = {override_key(o) for o in typed}
+    if "model.block_size" in typed_keys:
+        limit = imported["block_size"]
+        if imported["pos"]["_target_"].endswith("LearnedPositions") and cfg.model.block_size > limit:
+            raise UserError(
+                f"model.block_size={cfg.model.block_size} is longer than the {limit} learned positions of "
+                f"{folder / 'config.json'}; use model.block_size<={limit}"
+            )
+        imported["block_size"] = cfg.model.block_size
+    imported["dropout"] = cfg.model.dropout
+    tokenizer_path = folder / "tokenizer.json"
+    tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer.vocab_size != vocab_size:
+        raise UserError(
+            f"{tokenizer_path} has {tokenizer.vocab_size} tokens but {folder / 'config.json'} says "
+            f"vocab_size={vocab_size}; TinyGPT needs them equal"
+        )
+    digest = hashlib.sha256(tokenizer_path.read_bytes()).hexdigest()
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was composed
+    with open_dict(cfg):
+        cfg.model = imported
+        cfg.data.tokenizer = dict(
+            _target_=f"{__name__}.folder_tokenizer", _partial_=True, path=str(tokenizer_path), sha256=digest
+        )
+    return cfg
