@@ -1,19 +1,21 @@
-"""Where a training step's GPU time goes: torch.profiler over a few steps of the training path.
+"""Where a training step's time goes: torch.profiler over a few steps of the training path.
 
     python benchmarks/profile_step.py [training overrides]      # e.g. the GPT-2 shape on cuda
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py device=cpu model.bias=false
 
-Builds the job exactly as ``python -m tinygpt.bench`` does, warms up, profiles 5 steps and prints the
-operators that take the most device time.
+Builds the job exactly as ``python -m tinygpt.bench`` does (on cuda with GPT-2's 50304 token ids),
+warms up, profiles 5 steps and prints the operators that take the most device time (CPU: self time;
+one thread keeps a shared machine's waits out of the operators' times).
 """
 
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 from torch.profiler import ProfilerActivity, profile
 
+from tinygpt.bench import synchronize
 from tinygpt.config import conf_dir
 from tinygpt.device import pick_device
 from tinygpt.distributed import SINGLE_PROCESS
@@ -25,8 +27,10 @@ def main(overrides: list[str]) -> None:
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         cfg = compose("train", overrides=[*overrides, "sample_interval=0"])
     device = pick_device(cfg.device)
+    cuda = device.type == "cuda"
+    vocab_size = 50304 if cuda else None  # GPT-2's token ids on a GPU; the data's own on the CPU
     with tempfile.TemporaryDirectory() as run_dir:
-        job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=50304)
+        job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=vocab_size)
         job.logger.close()
 
         def step() -> None:
@@ -36,12 +40,14 @@ def main(overrides: list[str]) -> None:
 
         for _ in range(5):
             step()
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        synchronize(device)
+        activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+        with profile(activities=activities) as prof:
             for _ in range(5):
                 step()
-            torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
+            synchronize(device)
+    sort_by = "cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=18, max_name_column_width=60))
 
 
 if __name__ == "__main__":

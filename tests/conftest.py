@@ -54,6 +54,12 @@ def compose_train(*overrides: str, tiny: bool = True, hydra_config: bool = False
         return compose("train", overrides=overrides, return_hydra_config=hydra_config)
 
 
+def compose_eval(*overrides: str) -> DictConfig:
+    """The config of ``python -m tinygpt.eval overrides...``."""
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        return compose("eval", overrides=list(overrides))
+
+
 def build_model(*overrides: str, vocab_size: int = 50):
     cfg = compose_train(*overrides)
     return instantiate(cfg.model)(vocab_size=vocab_size)
@@ -130,6 +136,17 @@ def corpus_copy(tmp_path_factory) -> Path:
     network, and a fresh clone has nothing outside the repository."""
     path = tmp_path_factory.mktemp("corpus") / "input.txt"
     shutil.copyfile(embedded_corpus_path(), path)
+    return path
+
+
+def edited_copy(run_dir: Path, path: Path, edit) -> Path:
+    """A copy of a run directory at ``path`` whose ckpt.pt went through ``edit(state)`` (in place)."""
+    from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+
+    shutil.copytree(run_dir, path)
+    state = load_checkpoint(path / "ckpt.pt")
+    edit(state)
+    save_checkpoint(state, path / "ckpt.pt")
     return path
 
 

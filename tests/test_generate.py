@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, run_cli
+from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, edited_copy, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.checkpoint import load_checkpoint, save_checkpoint
@@ -29,14 +29,7 @@ BLOCK = 16
 CASES = [(v, n) for n in (5, 30) for v in VARIANTS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Token-by-token decoding of tiny models is all small ops: on a busy 2-core machine two threads
-    spin against each other and run ~20x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models decode fastest on one thread
 
 
 def sharp_model(*overrides: str):
@@ -416,11 +409,7 @@ def empty_run(run_dir, tmp_path_factory):
 
 def spoiled_copy(run_dir, path, spoil) -> str:
     """A copy of the run whose ckpt.pt weights went through ``spoil``, as a diverged training leaves them."""
-    shutil.copytree(run_dir, path)
-    state = load_checkpoint(path / "ckpt.pt")
-    spoil(state["model"])
-    save_checkpoint(state, path / "ckpt.pt")
-    return str(path)
+    return str(edited_copy(run_dir, path, lambda state: spoil(state["model"])))
 
 
 @pytest.fixture(scope="module")

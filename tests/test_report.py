@@ -61,12 +61,13 @@ def test_report_on_a_real_two_job_sweep(tmp_path):
     rows = table_rows(report)
     assert sorted(row[1] for row in rows) == ["optim=adamw", "optim=lion"]
     assert [row[2] for row in rows] == ["ok", "ok"]
-    assert [row[5] for row in rows] == ["6", "6"]
-    assert rows[0][0].endswith("(best)") and float(rows[0][4]) <= float(rows[1][4])
+    assert [row[6] for row in rows] == ["6", "6"]
+    assert rows[0][0].endswith("(best)") and float(rows[0][5]) <= float(rows[1][5])
     for row in rows:
         metrics = [json.loads(line) for line in (sweep / row[0].split()[0] / "metrics.jsonl").open()]
         vals = [m["val_loss"] for m in metrics if "val_loss" in m]
-        assert (row[3], row[4]) == (f"{vals[-1]:.4f}", f"{min(vals):.4f}")
+        bpbs = [m["val_bpb"] for m in metrics if "val_bpb" in m]
+        assert row[3:6] == [f"{vals[-1]:.4f}", f"{min(vals):.4f}", f"{min(bpbs):.4f}"]
     assert "the overrides in `.hydra/overrides.yaml`" in report
     assert "![loss curves](loss_curves.png)" in report
     for line in report.splitlines()[2:6]:  # the header, rule and both rows are printed as written
@@ -126,6 +127,36 @@ def test_status_and_order_failed_runs_last(tmp_path, capsys):
     assert rows[0][3:7] == ["2.2500", "2.0000", "4", "100"]  # final val, best val, steps, median tokens/s
     assert "- `c`: CUDA out of memory" in report
     assert "b (best)" in capsys.readouterr().out
+
+
+def test_bits_per_byte_column_shows_each_runs_best_val_bpb_when_any_run_logged_it(tmp_path):
+    with_bpb = finished(2.0)
+    with_bpb["records"] = [
+        {**r, "val_bpb": r["val_loss"] * 0.9 + 0.05} for r in with_bpb["records"] if "val_loss" in r
+    ] + [{"step": 3, "val_loss": float("nan")}]  # a diverged eval: not the best
+    make_run(tmp_path / "a", **with_bpb)
+    make_run(tmp_path / "b", **finished(2.5))  # trained before val_bpb was logged
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    report = (tmp_path / "out" / "report.md").read_text()
+    header = report.splitlines()[2]
+    assert [cell.strip() for cell in header.strip("|").split("|")][4:6] == ["best val", "best val bpb"]
+    assert [row[4:6] for row in table_rows(report)] == [["2.0000", "1.8500"], ["2.5000", "—"]]
+    assert "bits per byte" in report
+
+    main([str(tmp_path / "b"), "--out", str(tmp_path / "out_b")])
+    assert "bpb" not in (tmp_path / "out_b" / "report.md").read_text()  # no run has it: no column
+
+
+def test_runs_that_all_log_bits_per_byte_are_ranked_by_it(tmp_path):
+    """A BPE run has the higher loss per token (its tokens are longer) but the lower bits per byte."""
+    for name, loss, bpb in (("char", 1.2, 1.75), ("bpe", 3.4, 1.5)):
+        run = finished(loss)
+        run["records"] = [{**r, "val_bpb": bpb} if "val_loss" in r else r for r in run["records"]]
+        make_run(tmp_path / name, **run)
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert [row[0] for row in table_rows(report)] == ["bpe (best)", "char"]
+    assert "best: the lowest best val bpb" in report
 
 
 def test_runs_are_named_and_ordered_naturally(tmp_path):

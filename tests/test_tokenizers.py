@@ -78,11 +78,31 @@ def test_bpe_encodes_long_text_in_pieces_exactly_as_whole(bpe, shakespeare_text)
 
 def test_split_text_cuts_only_after_a_non_space_before_a_newline():
     text = "one two\n\nthree\n  four five six seven\n" * 50
-    pieces, rest = split_text(text, 64)
-    assert "".join(pieces) + rest == text
-    assert all(len(p) <= 64 for p in pieces) and len(rest) <= 64
-    for piece in pieces:
+    pieces = split_text(text, 64)
+    assert "".join(pieces) == text
+    assert all(len(p) <= 64 for p in pieces)
+    for piece in pieces[:-1]:
         assert not piece[-1].isspace()  # the next piece starts with the newline
+
+
+# lines far longer than a piece; every third ends in a space, so no safe place follows it
+FOX = "the quick brown fox jumps over the lazy dog"
+LONG_LINES = "".join(f"{i}: " + " ".join([FOX] * (3 + i % 7)) + " " * (i % 3 == 0) + "\n" for i in range(60))
+
+
+def test_bpe_encodes_lines_longer_than_a_piece_exactly_as_whole(bpe, monkeypatch):
+    monkeypatch.setattr(BPETokenizer, "PIECE_CHARS", 64)  # every line is longer than a piece
+    text = LONG_LINES + "and a last line without a newline, longer than one piece of sixty-four"
+    assert bpe.encode(text).tolist() == bpe._tok.encode(text).ids
+
+
+def test_bpe_trained_in_pieces_learns_what_the_whole_text_teaches(monkeypatch):
+    """Training cuts its input into pieces to use every core; the merges must be those of the text."""
+    monkeypatch.setattr(BPETokenizer, "PIECE_CHARS", len(LONG_LINES))  # one piece: the whole text
+    whole = BPETokenizer.train([LONG_LINES], vocab_size=300)
+    monkeypatch.setattr(BPETokenizer, "PIECE_CHARS", 64)  # every line is longer than a piece
+    pieces = BPETokenizer.train([LONG_LINES], vocab_size=300)
+    assert pieces._tok.to_str() == whole._tok.to_str()
 
 
 def test_bpe_refuses_a_vocabulary_smaller_than_the_bytes():

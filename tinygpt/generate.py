@@ -47,12 +47,27 @@ class Loaded(NamedTuple):
     tokenizer: Any  # the run's tokenizer: encode(str) -> ids, decode(ids) -> str
 
 
+class LoadedRun(NamedTuple):
+    """``Loaded``, and what else the checkpoint says (for tinygpt.eval)."""
+
+    model: GPT
+    tokenizer: Any
+    state: dict[str, Any]  # the checkpoint as loaded: "step", "config", ...
+    path: Path  # the checkpoint file
+
+
 def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: str = "auto") -> Loaded:
     """The model and tokenizer of a training run, ready to sample from.
 
     ``ckpt``: "latest" (ckpt.pt) or "best" (ckpt_best.pt, lowest val loss); ``ema``: the averaged
     weights the checkpoint holds under "ema" instead of the raw ones.
     """
+    run = load_run(run_dir, ckpt, ema, device)
+    return Loaded(run.model, run.tokenizer)
+
+
+def load_run(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: str = "auto") -> LoadedRun:
+    """``load``, with the checkpoint it read."""
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise UserError(
@@ -78,7 +93,7 @@ def load(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, device: s
     weights = "EMA weights" if ema else "weights"
     check_finite(model, f"the {weights} in {path}")
     log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
-    return Loaded(model.to(torch_device).eval(), tokenizer)
+    return LoadedRun(model.to(torch_device).eval(), tokenizer, state, path)
 
 
 def check_not_a_sweep(run_dir: Path) -> None:
@@ -96,19 +111,24 @@ def check_not_a_sweep(run_dir: Path) -> None:
 
 
 def model_config(state: dict[str, Any], ckpt_path: Path) -> tuple[dict[str, Any], str]:
-    """The resolved model config (a dict with ``_target_``s) and where it comes from: the config of
+    """The resolved model config (a dict with ``_target_``s) and where it comes from."""
+    return stored_config(state, ckpt_path, "model")
+
+
+def stored_config(state: dict[str, Any], ckpt_path: Path, key: str) -> tuple[dict[str, Any], str]:
+    """The resolved config node ``key`` (e.g. "model", "data") and where it comes from: the config of
     the checkpoint ``state`` read from ``ckpt_path``, else the run's effective_config.json."""
     config = state.get("config")
-    if isinstance(config, dict) and isinstance(config.get("model"), dict):
-        return config["model"], f"the config in {ckpt_path}"
+    if isinstance(config, dict) and isinstance(config.get(key), dict):
+        return config[key], f"the config in {ckpt_path}"
     path = ckpt_path.parent / "effective_config.json"
     try:
-        model_cfg = json.loads(path.read_text(encoding="utf-8"))["model"]
+        node = json.loads(path.read_text(encoding="utf-8"))[key]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"the checkpoint has no model config and {path} cannot supply one ({exc})") from exc
-    if not isinstance(model_cfg, dict):
-        raise UserError(f"{path} has no model config (its 'model' is not a mapping)")
-    return model_cfg, str(path)
+        raise UserError(f"the checkpoint has no {key} config and {path} cannot supply one ({exc})") from exc
+    if not isinstance(node, dict):
+        raise UserError(f"{path} has no {key} config (its '{key}' is not a mapping)")
+    return node, str(path)
 
 
 def check_finite(model: GPT, weights: str) -> None:

@@ -53,6 +53,7 @@ class Row:
     status: str  # ok | failed | running/incomplete
     final_val: float | None
     best_val: float | None
+    best_bpb: float | None  # the lowest val_bpb (bits per byte) logged; None for runs before it was
     steps: int | None
     tokens_per_s: float | None
     wall_s: float | None
@@ -236,9 +237,14 @@ def wall_time(run: Run) -> tuple[float | None, bool]:
     return None, False
 
 
+def lowest(records: list[dict[str, Any]], key: str) -> float | None:
+    """The smallest finite number logged under ``key``; None if there is none."""
+    finite = [r[key] for r in records if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+    return min(finite) if finite else None
+
+
 def summarize(run: Run, differs: str) -> Row:
     vals = [r for r in run.records if isinstance(r.get("val_loss"), int | float)]
-    finite = [r["val_loss"] for r in vals if math.isfinite(r["val_loss"])]
     speeds = [r["tokens_per_s"] for r in run.records if isinstance(r.get("tokens_per_s"), int | float)]
     max_steps = run.config.get("max_steps")
     # Training always evaluates at max_steps, so that record marks a finished run.
@@ -255,7 +261,8 @@ def summarize(run: Run, differs: str) -> Row:
         differs=differs,
         status=status,
         final_val=vals[-1]["val_loss"] if vals else None,
-        best_val=min(finite) if finite else None,
+        best_val=lowest(vals, "val_loss"),
+        best_bpb=lowest(vals, "val_bpb"),
         steps=max((r["step"] for r in run.records), default=None),
         tokens_per_s=statistics.median(speeds) if speeds else None,
         wall_s=wall_s,
@@ -263,11 +270,22 @@ def summarize(run: Run, differs: str) -> Row:
     )
 
 
+def ranks_by_bpb(rows: list[Row]) -> bool:
+    """Whether bits per byte ranks the runs: when every run with a val loss has it too. Runs with
+    different tokenizers compare only on it (their losses are per token of different sizes); for
+    runs with the same tokenizer and data it gives the val loss's order."""
+    with_val = [row for row in rows if row.best_val is not None]
+    return bool(with_val) and all(row.best_bpb is not None for row in with_val)
+
+
 def sort_rows(rows: list[Row]) -> list[Row]:
-    """Lowest best val loss first; runs without a val loss after those with one; failed runs last."""
+    """Lowest best val bpb (or, without it, val loss) first; runs without one after those with one;
+    failed runs last."""
+    by_bpb = ranks_by_bpb(rows)
 
     def key(row: Row) -> tuple[bool, float]:
-        return row.status == "failed", row.best_val if row.best_val is not None else math.inf
+        best = row.best_bpb if by_bpb else row.best_val
+        return row.status == "failed", best if best is not None else math.inf
 
     return sorted(rows, key=key)  # stable: ties keep the natural run order
 
@@ -286,6 +304,10 @@ def markdown_table(rows: list[Row]) -> str:
     best = rows[0] if rows and rows[0].status != "failed" and rows[0].best_val is not None else None
     header = ["run", "differs", "status", "final val", "best val", "steps", "tokens/s", "wall time"]
     right = [False, False, False, True, True, True, True, True]
+    with_bpb = any(row.best_bpb is not None for row in rows)  # runs from before val_bpb have none
+    if with_bpb:
+        header.insert(5, "best val bpb")
+        right.insert(5, True)
     lines = []
     for row in rows:
         wall = "—"
@@ -301,6 +323,8 @@ def markdown_table(rows: list[Row]) -> str:
             f"{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—",
             wall,
         ]
+        if with_bpb:
+            cells.insert(5, f"{row.best_bpb:.4f}" if row.best_bpb is not None else "—")
         lines.append([cell.replace("|", r"\|") for cell in cells])
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 
@@ -349,11 +373,17 @@ def seed_table(rows: list[Row], settings: dict[str, str]) -> str:
 
 
 def report_markdown(title: str, rows: list[Row], differs_source: str, png_name: str | None) -> str:
+    ranked_by = "best val bpb (bits per byte)" if ranks_by_bpb(rows) else "best val loss"
     notes = [
-        "best: the lowest best val loss among runs that did not fail",
+        f"best: the lowest {ranked_by} among runs that did not fail",
         f"differs: {differs_source}",
         "tokens/s: the median of the logged `tokens_per_s`",
     ]
+    if any(row.best_bpb is not None for row in rows):
+        notes.append(
+            "best val bpb: the lowest `val_bpb`, val loss in bits per byte of text (comparable across "
+            "tokenizers; an estimate: `python -m tinygpt.eval run=DIR` gives the whole split's)"
+        )
     if any(row.wall_s is not None and not row.wall_from_mtimes for row in rows):
         notes.append("wall time: from the first to the last metrics record's `time`")
     if any(row.wall_from_mtimes for row in rows):

@@ -53,6 +53,7 @@ from tinygpt.progress import STEP_LINE, progress_bar
 from tinygpt.resume import checkpoint_to_resume, record_resume, resumed_config, stop_message
 from tinygpt.rundir import locked_run_dir, truncate_metrics
 from tinygpt.schedule import curriculum_block_size
+from tinygpt.scoring import bits_per_byte, count_bytes
 from tinygpt.state import TrainState, make_ema
 from tinygpt.step import StepSettings, StepStats, Update, train_step
 
@@ -100,6 +101,7 @@ class Job:
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
     val_loss: float = math.nan  # the latest evaluation
+    val_bytes_per_token: float | None = None  # over the whole val split: val loss -> bits per byte
     tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported
 
@@ -285,6 +287,7 @@ def build_job(
         skipped_logged=state.counters()["skipped_total"],
         flops_per_token=flops_per_token(model, cfg.model.block_size),
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
+        val_bytes_per_token=bytes_per_token(data),
     )
     if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
         job.update = graphed_update(state, world)
@@ -309,6 +312,17 @@ def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
         log.info("compile_mode=reduce-overhead: %s", why_not)
         return None
     return GraphedUpdate(state)
+
+
+def bytes_per_token(data: TextData) -> float | None:
+    """Mean UTF-8 bytes per token of the val split; None (no val_bpb) if the tokenizer cannot say."""
+    n_bytes = count_bytes(data.val, data.tokenizer.token_bytes())
+    if n_bytes is None:
+        log.warning(
+            "val_bpb is not logged: this tokenizer's vocabulary does not say how many bytes a token is"
+        )
+        return None
+    return n_bytes / len(data.val)
 
 
 def seed_everything(seed: int) -> None:
@@ -395,12 +409,19 @@ def log_training(
 
 
 def evaluate_and_keep_best(job: Job, lr: float) -> None:
-    """Val loss (and the EMA's) into the metrics; a new best is saved as ckpt_best.pt."""
+    """Val loss (and the EMA's) into the metrics, also in bits per byte (with the val split's mean
+    bytes per token: an estimate; tinygpt.eval scores the whole split); a new best is saved as
+    ckpt_best.pt."""
     state = job.state
     job.val_loss = evaluate(job.forward, job.data, job.cfg, job.device, job.world)
     record = dict(step=state.step, val_loss=job.val_loss, lr=lr, time=time.time())
+    ratio = job.val_bytes_per_token
+    if ratio is not None:
+        record["val_bpb"] = bits_per_byte(job.val_loss, ratio)
     if state.ema is not None:
         record["ema_val_loss"] = evaluate(state.ema.module, job.data, job.cfg, job.device, job.world)
+        if ratio is not None:
+            record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
     job.logger.log(record)
     log.info("step %d | %s", state.step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k))
     if job.val_loss < state.best_val_loss:

@@ -5,12 +5,13 @@ call a resolver when the config is resolved, and ``oc.create`` turns a string in
 its own ``_target_``, after every check of the file. So:
 
 - ``check_data``: plain JSON values only, and no key or string, at any depth, holding ``${``;
-- ``check_targets``: every ``_target_`` is defined inside SAFE_TARGETS (for configs that build a model);
+- ``check_targets``: every ``_target_`` is defined inside SAFE_TARGETS (for configs that build a model),
+  or is one of DATA_TARGETS, by name, for a data config;
 - ``instantiate_data``: both checks, then both again on exactly what ``instantiate`` receives, which
   then has nothing left to resolve.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hydra.utils import get_object, instantiate
@@ -22,6 +23,12 @@ from tinygpt.errors import UserError
 # "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
 # and run code (torch.hub.load).
 SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
+# The only targets a stored data config may name (tinygpt.eval reloads a run's data): the loaders of
+# the ``data`` groups, exactly (tinygpt.data also holds functions that write). Its tokenizer node is
+# never built: the run's saved tokenizer encodes the text.
+DATA_TARGETS = frozenset(
+    {"tinygpt.data.load_text_data", "tinygpt.data.load_embedded", "tinygpt.data.load_downloaded"}
+)
 SCALARS = (str, int, float, bool, type(None))
 INTERPOLATION = "${"  # how OmegaConf tells an interpolation from a plain string
 
@@ -60,13 +67,20 @@ def refuse_interpolation(source: str, where: str) -> None:
     )
 
 
-def check_targets(config: Any, source: str, key: str = "") -> None:
-    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS: instantiating runs it."""
+def check_targets(config: Any, source: str, key: str = "", loaders: bool = False) -> None:
+    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS (or, with ``loaders``,
+    not one of DATA_TARGETS): instantiating runs it."""
+    allowed: Callable[[Any], bool] = DATA_TARGETS.__contains__ if loaders else is_safe_target
+    what = (
+        f"one of tinygpt.data's loaders ({', '.join(sorted(DATA_TARGETS))})"
+        if loaders
+        else f"what is defined inside {' or '.join(t.rstrip('.') for t in SAFE_TARGETS)}"
+    )
     for dotted, node in nodes(config, key):
-        if isinstance(node, dict) and "_target_" in node and not is_safe_target(node["_target_"]):
+        if isinstance(node, dict) and "_target_" in node and not allowed(node["_target_"]):
             raise UserError(
-                f"{source}: {dotted}._target_ asks to build {node['_target_']!r}; only what is defined "
-                f"inside {' or '.join(t.rstrip('.') for t in SAFE_TARGETS)} is built from a stored config"
+                f"{source}: {dotted}._target_ asks to build {node['_target_']!r}; only {what} "
+                "is built from a stored config"
             )
 
 
@@ -82,12 +96,13 @@ def is_safe_target(target: Any) -> bool:
     return f"{module}.".startswith(SAFE_TARGETS)
 
 
-def instantiate_data(config: dict[str, Any], source: str, key: str) -> Any:
-    """``instantiate`` a stored config (``key``: where it sits in the file) that passes both checks."""
+def instantiate_data(config: dict[str, Any], source: str, key: str, loaders: bool = False) -> Any:
+    """``instantiate`` a stored config (``key``: where it sits in the file) that passes both checks;
+    ``loaders``: a data config, whose targets must be DATA_TARGETS."""
     check_data(config, source, key)
-    check_targets(config, source, key)
+    check_targets(config, source, key, loaders)
     node = OmegaConf.create(config)
     received = OmegaConf.to_container(node, resolve=False)  # what instantiate gets, read without resolving
     check_data(received, source, key)
-    check_targets(received, source, key)
+    check_targets(received, source, key, loaders)
     return instantiate(node)  # it resolves its input: with no interpolation left, that changes nothing

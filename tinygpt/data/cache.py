@@ -34,17 +34,20 @@ from filelock import FileLock, Timeout
 
 from tinygpt.data.download import cache_folder
 from tinygpt.data.text import check_documents, read_chunks
-from tinygpt.data.tokenizers import Tokenizer, load_tokenizer
+from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
 from tinygpt.progress import byte_bar
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the layout or the way text becomes ids changes: old entries are then ignored
+FORMAT = 2  # bump when the layout or the way text becomes ids changes: old entries are then ignored
 TEMPORARY = re.compile(r"\.(?P<key>[0-9a-f]{16})\.\w+")  # .<key>.<random>: an entry being built
 DTYPES = ("uint16", "uint32")
 
 Tokens = tuple[np.ndarray, np.ndarray, Tokenizer]  # train ids, val ids, the tokenizer that made them
+# The config's partial tokenizer, trained on the text; or a tokenizer already made (a run's own, when
+# tinygpt.eval encodes text exactly as that run's training did).
+TokenizerSource = Callable[[Iterable[str]], Tokenizer] | Tokenizer
 
 
 class DamagedEntry(Exception):
@@ -55,7 +58,7 @@ def cached_tokens(
     train_docs: list[Path],
     val_docs: list[Path] | None,
     val_fraction: float,
-    make_tokenizer: Callable[[Iterable[str]], Tokenizer],
+    make_tokenizer: TokenizerSource,
     cache_root: Path,
     memmap: bool = True,
     min_tokens: int = 2,
@@ -64,7 +67,8 @@ def cached_tokens(
 
     Without ``val_docs`` the last ``val_fraction`` of the token stream is the validation split.
     ``make_tokenizer`` is the config's partial tokenizer (``CharTokenizer.train``,
-    ``BPETokenizer.train`` with its settings); its target and settings are part of the key. A split
+    ``BPETokenizer.train`` with its settings), whose target and settings are part of the key; or a
+    ready tokenizer, used as it is, whose vocabulary (``fingerprint``) is part of the key. A split
     of fewer than ``min_tokens`` tokens is a UserError, and an entry is only stored if both splits
     have enough (one stored before, for a smaller ``min_tokens``, is kept: the text is fine).
     """
@@ -156,10 +160,17 @@ def check_split_sizes(n_train: int, n_val: int, min_tokens: int) -> None:
             )
 
 
-def tokenizer_spec(make_tokenizer: Callable[..., Any]) -> dict[str, Any]:
-    """``{"target": "tinygpt.data.tokenizers.BPETokenizer.train", "vocab_size": 8000}`` for a partial."""
+def tokenizer_spec(make_tokenizer: TokenizerSource) -> dict[str, Any]:
+    """``{"target": "tinygpt.data.tokenizers.BPETokenizer.train", "vocab_size": 8000}`` for a partial;
+    ``{"given": "bpe", "sha256": ...}`` for a ready tokenizer."""
+    if is_ready(make_tokenizer):
+        return {"given": make_tokenizer.kind, "sha256": make_tokenizer.fingerprint()}
     func = getattr(make_tokenizer, "func", make_tokenizer)
     return {"target": f"{func.__module__}.{func.__qualname__}", **getattr(make_tokenizer, "keywords", {})}
+
+
+def is_ready(make_tokenizer: TokenizerSource) -> bool:
+    return isinstance(make_tokenizer, CharTokenizer | BPETokenizer)
 
 
 def build_entry(
@@ -167,7 +178,7 @@ def build_entry(
     train_docs: list[Path],
     val_docs: list[Path] | None,
     val_fraction: float,
-    make_tokenizer: Callable[[Iterable[str]], Tokenizer],
+    make_tokenizer: TokenizerSource,
     identity: dict[str, Any],
     min_tokens: int,
 ) -> None:
@@ -176,14 +187,19 @@ def build_entry(
     total = _total_bytes(train_docs, val_docs)
     docs = [*train_docs, *(val_docs or [])]
     what = str(docs[0]) if len(docs) == 1 else f"{len(docs)} files ({docs[0]} ... {docs[-1]})"
-    log.info("tokenizing %s, %.1f MB, with %s", what, total / 1e6, identity["tokenizer"]["target"])
+    spec = identity["tokenizer"]
+    how = spec["target"] if "target" in spec else f"a given {spec['given']} tokenizer"
+    log.info("tokenizing %s, %.1f MB, with %s", what, total / 1e6, how)
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        with byte_bar("training tokenizer", total) as advance:
-            # the tokenizer learns from all the text the run uses, val included: for char that keeps
-            # every val character encodable; BPE merges are not a model of the text's continuation
-            tokenizer = make_tokenizer(_chunks([*train_docs, *(val_docs or [])], advance))
+        if is_ready(make_tokenizer):
+            tokenizer = make_tokenizer
+        else:
+            with byte_bar("training tokenizer", total) as advance:
+                # the tokenizer learns from all the text the run uses, val included: for char that keeps
+                # every val character encodable; BPE merges are not a model of the text's continuation
+                tokenizer = make_tokenizer(_chunks([*train_docs, *(val_docs or [])], advance))
         dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)  # ids < vocab_size
         with byte_bar("tokenizing", total) as advance:
             n_train = _encode_to(tmp / "train.bin", train_docs, tokenizer, dtype, advance)
@@ -273,20 +289,27 @@ def _chunks(docs: list[Path], advance: Callable[[int], None]) -> Iterator[str]:
             advance(len(chunk.encode("utf-8")))
 
 
+def encode_documents(
+    docs: list[Path], tokenizer: Tokenizer, advance: Callable[[int], None] = lambda n: None
+) -> Iterator[np.ndarray]:
+    """The ids of checked ``docs``, chunk by chunk, the end-of-text id between documents (BPE):
+    exactly how the cache encodes a corpus."""
+    for i, doc in enumerate(docs):
+        if i and tokenizer.eot_id is not None:
+            yield np.array([tokenizer.eot_id], dtype=np.int64)
+        for chunk in _chunks([doc], advance):
+            yield tokenizer.encode(chunk)
+
+
 def _encode_to(
     path: Path, docs: list[Path], tokenizer: Tokenizer, dtype: np.dtype, advance: Callable[[int], None]
 ) -> int:
-    """Append the ids of ``docs`` to ``path``, the end-of-text id between documents; return the count."""
+    """Write the ids of ``docs`` to ``path``; return the count."""
     count = 0
     with open(path, "wb") as out:
-        for i, doc in enumerate(docs):
-            if i and tokenizer.eot_id is not None:
-                out.write(np.array([tokenizer.eot_id], dtype=dtype).tobytes())
-                count += 1
-            for chunk in _chunks([doc], advance):
-                ids = tokenizer.encode(chunk).astype(dtype)
-                out.write(ids.tobytes())
-                count += len(ids)
+        for ids in encode_documents(docs, tokenizer, advance):
+            out.write(ids.astype(dtype).tobytes())
+            count += len(ids)
     return count
 
 

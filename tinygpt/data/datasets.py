@@ -5,7 +5,6 @@
 - ``load_downloaded`` a corpus fetched from ``url`` once, checked by sha256  (``data=shakespeare_*``)
 """
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tinygpt.data.batches import SAMPLING
-from tinygpt.data.cache import cached_tokens
+from tinygpt.data.cache import TokenizerSource, cached_tokens
 from tinygpt.data.download import fetch
 from tinygpt.data.text import embedded_corpus_path, find_documents
 from tinygpt.data.tokenizers import Tokenizer
@@ -29,7 +28,7 @@ class TextData:
 
 
 def load_text_data(
-    tokenizer: Callable[[Iterable[str]], Tokenizer],
+    tokenizer: TokenizerSource,
     path: str | Path | None,
     cache_dir: str | Path,
     val_path: str | Path | None = None,
@@ -39,6 +38,9 @@ def load_text_data(
     min_tokens: int = 2,
 ) -> TextData:
     """Tokenize ``path`` (a file, or every ``*.txt`` under a folder) through the token cache.
+
+    ``tokenizer`` is the config's partial tokenizer, trained on the text, or a ready tokenizer (a
+    run's own: ``tinygpt.eval`` gets the very ids that run trained and validated on).
 
     Validation is ``val_path`` when given, else the last ``val_fraction`` of the tokens. Folders are
     read as documents in sorted order, separated by the tokenizer's end-of-text id (BPE). A split of
@@ -59,15 +61,13 @@ def load_text_data(
     return TextData(train=train, val=val, tokenizer=tok, sampling=sampling)
 
 
-def load_embedded(
-    tokenizer: Callable[[Iterable[str]], Tokenizer], path: str | Path | None = None, **options: Any
-) -> TextData:
+def load_embedded(tokenizer: TokenizerSource, path: str | Path | None = None, **options: Any) -> TextData:
     """``data=tiny``: the embedded corpus (data/tiny_corpus.txt), or ``path`` when given."""
     return load_text_data(tokenizer, path if path is not None else embedded_corpus_path(), **options)
 
 
 def load_downloaded(
-    tokenizer: Callable[[Iterable[str]], Tokenizer],
+    tokenizer: TokenizerSource,
     url: str,
     sha256: str | None,
     cache_dir: str | Path,

@@ -2,13 +2,18 @@
 
 Both ``encode(text)`` to a numpy id array, ``decode(ids)`` back to text, report ``vocab_size`` and
 ``eot_id`` (the end-of-text id between documents; None for char), and ``save(path)`` themselves as
-``tokenizer.json`` so generation decodes exactly as training encoded. ``load_tokenizer`` reads either
-kind back. Each is built by ``train(texts)`` from an iterable of text chunks, so a corpus larger than
-memory never has to be held whole.
+``tokenizer.json`` so generation decodes exactly as training encoded. ``token_bytes()`` says how many
+UTF-8 bytes of text each id stands for (bits per byte), and ``fingerprint()`` identifies the
+vocabulary (the token cache keys on it when a run's own tokenizer encodes text). ``load_tokenizer``
+reads either kind back. Each is built by ``train(texts)`` from an iterable of text chunks, so a
+corpus larger than memory never has to be held whole.
 """
 
+import hashlib
+import itertools
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -64,8 +69,18 @@ class CharTokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def token_bytes(self) -> np.ndarray:
+        """(vocab_size,) int64: the UTF-8 length of each id's character (1 for ASCII, up to 4)."""
+        return np.array([len(c.encode("utf-8")) for c in self.chars], dtype=np.int64)
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "chars": self.chars})
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"kind": self.kind, "chars": self.chars}), encoding="utf-8")
+        Path(path).write_text(self.to_json(), encoding="utf-8")
 
 
 class BPETokenizer:
@@ -77,7 +92,7 @@ class BPETokenizer:
     """
 
     kind = "bpe"
-    PIECE_CHARS = 4096  # encode long text as pieces of about this size, in parallel
+    PIECE_CHARS = 4096  # train on and encode long text as pieces of about this size, in parallel
 
     def __init__(self, tokenizer: HFTokenizer):
         self._tok = tokenizer
@@ -98,7 +113,10 @@ class BPETokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is unknown
             show_progress=False,  # TinyGPT reports progress over the whole corpus itself
         )
-        tok.train_from_iterator(texts, trainer)
+        # pieces cut where BPE splits anyway hold the same words as the text: the same merges are
+        # learned, but the word counting runs on every core (and large strings are slow in HF)
+        pieces = (piece for text in texts for piece in split_text(text, cls.PIECE_CHARS))
+        tok.train_from_iterator(pieces, trainer)
         return cls(tok)
 
     @property
@@ -113,18 +131,55 @@ class BPETokenizer:
     def encode(self, text: str) -> np.ndarray:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
-        pieces, rest = split_text(text, self.PIECE_CHARS)
-        encodings = self._tok.encode_batch_fast([*pieces, rest], add_special_tokens=False)  # no BOS per piece
-        return np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
+        pieces = split_text(text, self.PIECE_CHARS)
+        encodings = self._tok.encode_batch_fast(pieces, add_special_tokens=False)  # no BOS per piece
+        count = sum(len(e) for e in encodings)
+        ids = itertools.chain.from_iterable(e.ids for e in encodings)  # no Python frame per id
+        return np.fromiter(ids, dtype=np.int64, count=count)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_bytes(self) -> np.ndarray | None:
+        """(vocab_size,) int64: how many bytes of text each id stands for, read from the vocabulary,
+        not by decoding ids one at a time (a token may hold part of a multi-byte character); None
+        where the vocabulary does not say (a tokenizer.json from elsewhere, e.g. SentencePiece's).
+
+        A byte-level token is spelled with one character of ``ByteLevel.alphabet()`` per byte; a
+        vocabulary decoded by joining its tokens (``Fuse``: a char vocabulary exported to a
+        transformers folder) spells its text as it is. A special token (``<|endoftext|>``, between
+        documents) stands for no text: 0 bytes.
+        """
+        decoder = self._tok.decoder
+        if isinstance(decoder, decoders.ByteLevel):
+            alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+            spelled = {token: len(token) for token in self._tok.get_vocab() if set(token) <= alphabet}
+        elif isinstance(decoder, decoders.Fuse):
+            spelled = {token: len(token.encode("utf-8")) for token in self._tok.get_vocab()}
+        else:
+            return None
+        added = self._tok.get_added_tokens_decoder()  # id -> AddedToken
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, i in self._tok.get_vocab(with_added_tokens=True).items():
+            if i in added:
+                counts[i] = 0 if added[i].special else len(added[i].content.encode("utf-8"))
+            elif token in spelled:
+                counts[i] = spelled[token]
+            else:
+                return None  # not spelled in the decoder's alphabet: its bytes are unknown
+        return counts
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
         self._tok.save(str(path))
 
 
 Tokenizer = CharTokenizer | BPETokenizer
+
+
+SAFE_PLACE = re.compile(r"(?<=\S)\n")  # a newline right after a non-space: see safe_cut
 
 
 def safe_cut(text: str, start: int, end: int) -> int:
@@ -140,21 +195,21 @@ def safe_cut(text: str, start: int, end: int) -> int:
     return max(i, start)
 
 
-def split_text(text: str, size: int) -> tuple[list[str], str]:
-    """Cut ``text`` into pieces of at most about ``size`` characters at safe places (safe_cut).
-
-    Returns the pieces and the rest (shorter than ``size``, not yet known to end at a safe place). A
-    line longer than ``size`` is cut where it must: the ids near that cut may differ from encoding the
-    text whole, but decoding is still exact.
-    """
+def split_text(text: str, size: int) -> list[str]:
+    """Cut ``text`` into pieces of about ``size`` characters, only at safe places (safe_cut), so the
+    pieces encode to exactly the ids of the whole text. A line longer than ``size`` is not cut: its
+    piece runs on to the next safe place."""
     pieces, start = [], 0
     while len(text) - start > size:
         cut = safe_cut(text, start, start + size)
-        if cut == start:
-            cut = start + size
+        if cut == start:  # no safe place within size: take the first one after it
+            found = SAFE_PLACE.search(text, start + size)
+            cut = found.start() if found else len(text)
         pieces.append(text[start:cut])
         start = cut
-    return pieces, text[start:]
+    if start < len(text) or not pieces:
+        pieces.append(text[start:])
+    return pieces
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
