@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tinygpt.data import embedded_corpus_path, load_tokenizer
 from tinygpt.engine import generate
-from tinygpt.errors import UserError
+from tinygpt.errors import UserError, find_user_error
 from tinygpt.export import export_run
 from tinygpt.generate import load
 from tinygpt.train import train
@@ -147,6 +147,11 @@ def test_import_mistakes_are_one_clear_line(runs, tmp_path):
         start(folder, "model.block_size=64")
     with pytest.raises(UserError, match="drop model/norm="):
         start(folder, "model/norm=rmsnorm")
+    unseen = tmp_path / "unseen.txt"  # a char vocabulary has no unknown token: name the character
+    unseen.write_text("ROMEO: caf\u00e9\n" * 50)
+    with pytest.raises(Exception) as err:  # Hydra wraps what the data loader raises
+        start(folder, "data=text", f"data.path={unseen}")
+    assert str(find_user_error(err.value)).startswith("character 'é' (U+00E9) at position 10 is not in this")
     pickles = tmp_path / "pickles"
     shutil.copytree(folder, pickles)
     (pickles / "model.safetensors").rename(pickles / "pytorch_model.bin")

@@ -132,10 +132,26 @@ class BPETokenizer:
         """text -> (N,) int64 ids. Long text is cut only where BPE splits anyway (see split_text), so
         the ids are those of encoding it whole, but the pieces run in parallel without offsets."""
         pieces = split_text(text, self.PIECE_CHARS)
-        encodings = self._tok.encode_batch_fast(pieces, add_special_tokens=False)  # no BOS per piece
+        try:
+            encodings = self._tok.encode_batch_fast(pieces, add_special_tokens=False)  # no BOS per piece
+        except Exception as exc:  # tokenizers raises a plain Exception, e.g. a WordLevel without [UNK]
+            raise self._cannot_encode(text, exc) from exc
         count = sum(len(e) for e in encodings)
         ids = itertools.chain.from_iterable(e.ids for e in encodings)  # no Python frame per id
         return np.fromiter(ids, dtype=np.int64, count=count)
+
+    def _cannot_encode(self, text: str, exc: Exception) -> UserError:
+        """What to say when the vocabulary has no token for part of ``text`` and no unknown token: a
+        per-character vocabulary (a char run exported to a transformers folder) names the character."""
+        vocab = self._tok.get_vocab()
+        missing = next((c for c in text if c not in vocab), None)
+        if isinstance(self._tok.model, models.WordLevel) and missing is not None:
+            i = text.index(missing)
+            return UserError(
+                f"character {missing!r} (U+{ord(missing):04X}) at position {i} is not in this tokenizer's "
+                f"vocabulary of {self.vocab_size} tokens; use only characters from the text it was built on"
+            )
+        return UserError(f"this tokenizer cannot encode the text ({exc}); use text its vocabulary covers")
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
