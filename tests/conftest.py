@@ -46,10 +46,12 @@ ATTENTION_VARIANTS = {
 }
 
 
-def compose_train(*overrides: str, tiny: bool = True) -> DictConfig:
-    """The training config exactly as ``python -m tinygpt.train`` composes it, plus overrides."""
+def compose_train(*overrides: str, tiny: bool = True, hydra_config: bool = False) -> DictConfig:
+    """The training config exactly as ``python -m tinygpt.train`` composes it, plus overrides
+    (``hydra_config``: with the ``hydra`` node too, for its sweeper; not for ``train``)."""
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
-        return compose("train", overrides=[*(TINY if tiny else []), *overrides])
+        overrides = [*(TINY if tiny else []), *overrides]
+        return compose("train", overrides=overrides, return_hydra_config=hydra_config)
 
 
 def compose_eval(*overrides: str) -> DictConfig:

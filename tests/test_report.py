@@ -249,3 +249,21 @@ def test_the_plot_names_each_run_and_counts_steps_in_whole_numbers(tmp_path):
     ).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0: optim=adamw", "1: optim=lion"]
     assert all(float(tick).is_integer() for tick in ax.get_xticks())
+
+
+def test_seeds_folds_the_runs_of_a_setting_into_mean_std_and_range(tmp_path, capsys):
+    for i, (opt, seed, best) in enumerate([("lion", 1, 2.0), ("adamw", 1, 1.5), ("lion", 2, 2.2),
+                                           ("adamw", 2, 1.7), ("adamw", 3, 1.6)]):  # fmt: skip
+        make_run(tmp_path / str(i), overrides=[f"optim={opt}", f"seed={seed}"], **finished(best))
+    make_run(tmp_path / "5", overrides=["optim=adamw", "seed=4"], **finished(0.5), error="diverged")
+    main([str(tmp_path), "--seeds"])
+
+    report = (tmp_path / "report.md").read_text()
+    seeds = report.split("## Over seeds")[1]
+    # final val = best + 0.25 (see finished); the failed run is left out; the lower mean comes first
+    assert table_rows(seeds) == [
+        ["optim=adamw", "3", "1.8500 ± 0.1000", "1.6000 ± 0.1000", "1.5000..1.7000"],
+        ["optim=lion", "2", "2.3500 ± 0.1414", "2.1000 ± 0.1414", "2.0000..2.2000"],
+    ]
+    assert "optim=adamw, seed=1" in report.split("## Over seeds")[0]  # the per-run table is unchanged
+    assert "| optim=adamw | 3 |" in capsys.readouterr().out

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from conftest import TINY, compose_train, run_cli, set_keys
 
-from tinygpt.config import conf_dir
-from tinygpt.data import embedded_corpus_path
 from tinygpt.train import train
 
 SWEEP = [*TINY, "max_steps=3", "eval_interval=3"]
@@ -71,26 +69,6 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (job,) = job_dirs(tmp_path)
     assert (job / "ckpt.pt").is_file()
-
-
-def test_optuna_sweeper_finishes_its_trials_and_reports_the_best(tmp_path):
-    proc = run_cli(
-        "-m", "experiment=lr_search", *SWEEP, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path}"
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert len(job_dirs(tmp_path)) == 3
-    best = (tmp_path / "optimization_results.yaml").read_text()
-    assert "best_value" in best and "optim.lr" in best
-
-
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml")))
-def test_every_experiment_composes_and_trains_a_step(name, tmp_path):
-    local_copy = []  # experiments on downloaded corpora read a local text instead, never the network
-    if "shakespeare" in name:
-        local_copy = [f"data.path={embedded_corpus_path()}"]
-    cpu = ["compile=false", "precision=fp32"]  # GPU recipes (shakespeare_speedrun) compile and use bf16
-    cfg = compose_train(f"experiment={name}", *local_copy, *SWEEP[len(TINY) :], *cpu, "max_steps=1")
-    assert train(cfg, tmp_path)["step"] == 1
 
 
 def read_wandb_history(run_file: Path) -> list[dict]:

@@ -170,11 +170,11 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def is_ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
+    return key in IGNORED_KEYS or key in also or key.startswith(IGNORED_PREFIXES)
 
 
-def differing_overrides(runs: list[Run]) -> list[str]:
+def differing_overrides(runs: list[Run], also: tuple[str, ...] = ()) -> list[str]:
     """Per run, its overrides whose key is not overridden identically in every run.
 
     Runs without overrides are left out of the comparison, or every override would differ.
@@ -183,7 +183,7 @@ def differing_overrides(runs: list[Run]) -> list[str]:
         {override_key(o): o for o in run.overrides} if run.overrides is not None else None for run in runs
     ]
     known = [overrides for overrides in by_key if overrides is not None]
-    keys = {key for overrides in known for key in overrides if not is_ignored(key)}
+    keys = {key for overrides in known for key in overrides if not is_ignored(key, also)}
     differing = {key for key in keys if len({overrides.get(key) for overrides in known}) > 1}
     return [
         ", ".join(o for key, o in overrides.items() if key in differing) if overrides else ""
@@ -195,7 +195,7 @@ def format_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def differing_config(runs: list[Run]) -> list[str]:
+def differing_config(runs: list[Run], also: tuple[str, ...] = ()) -> list[str]:
     """Per run, ``key=value`` for every flattened config key whose value is not the same in all runs.
 
     Runs without a config (failed before writing one) are left out of the comparison, or every key
@@ -203,7 +203,7 @@ def differing_config(runs: list[Run]) -> list[str]:
     """
     flats = [flatten(run.config) if run.config else None for run in runs]
     known = [flat for flat in flats if flat is not None]
-    keys = sorted({key for flat in known for key in flat if not is_ignored(key)})
+    keys = sorted({key for flat in known for key in flat if not is_ignored(key, also)})
     # json.dumps makes lists hashable; None (missing) differs from every value, "null" included
     differing = [key for key in keys if len({json.dumps(f[key]) if key in f else None for f in known}) > 1]
     return [
@@ -212,15 +212,17 @@ def differing_config(runs: list[Run]) -> list[str]:
     ]
 
 
-def differing_settings(runs: list[Run]) -> tuple[list[str], str]:
-    """What tells the runs apart, one string per run, and where it comes from.
+def differing_settings(runs: list[Run], also: tuple[str, ...] = ()) -> tuple[list[str], str]:
+    """What tells the runs apart (keys in ``also`` left out), one string per run, and where it comes from.
 
     The command-line overrides say it in the user's own words, so they win when every run that has a
     config has them too; otherwise the resolved configs are compared key by key.
     """
     if all(run.overrides is not None for run in runs if run.config):
-        return differing_overrides(runs), "the overrides in `.hydra/overrides.yaml` that differ between runs"
-    return differing_config(runs), "the `effective_config.json` values that differ between runs"
+        return differing_overrides(
+            runs, also
+        ), "the overrides in `.hydra/overrides.yaml` that differ between runs"
+    return differing_config(runs, also), "the `effective_config.json` values that differ between runs"
 
 
 def wall_time(run: Run) -> tuple[float | None, bool]:
@@ -336,6 +338,40 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join([join(header), rule + "|", *(join(line) for line in lines)])
 
 
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` (the sample standard deviation), or the value alone when there is one."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def seed_table(rows: list[Row], settings: dict[str, str]) -> str:
+    """One line per setting (``settings``: run name -> what differs apart from the seed) over its seeds:
+    how many, final and best val loss as mean ± std, and the range of the best; lowest mean best first.
+    Failed runs and runs without a val loss are left out."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.status != "failed" and row.best_val is not None and row.final_val is not None:
+            groups.setdefault(settings[row.run.name] or "—", []).append(row)
+    lines = [
+        "| setting | seeds | final val | best val | best val min..max |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    by_mean = sorted(groups.items(), key=lambda item: statistics.mean(r.best_val for r in item[1]))
+    for setting, members in by_mean:
+        best = [r.best_val for r in members]
+        final = [r.final_val for r in members]
+        cells = [
+            setting,
+            str(len(members)),
+            mean_std(final),
+            mean_std(best),
+            f"{min(best):.4f}..{max(best):.4f}",
+        ]
+        lines.append("| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
 def report_markdown(title: str, rows: list[Row], differs_source: str, png_name: str | None) -> str:
     ranked_by = "best val bpb (bits per byte)" if ranks_by_bpb(rows) else "best val loss"
     notes = [
@@ -423,6 +459,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, help="where to write (default: the sweep directory; for run directories, the cwd)"
     )
     parser.add_argument("--logy", action="store_true", help="log-scale loss axis in the plot")
+    parser.add_argument(
+        "--seeds",
+        action="store_true",
+        help="also a table over seeds: runs that differ only in `seed` as one line, mean ± std and range",
+    )
     return parser.parse_args(argv)
 
 
@@ -442,11 +483,16 @@ def main(argv: list[str] | None = None) -> None:
     png = out / "loss_curves.png"
     plotted = plot_loss_curves(rows, png, args.logy)
     title = " ".join(str(p) for p in args.paths)
-    (out / "report.md").write_text(
-        report_markdown(title, rows, differs_source, png.name if plotted else None), encoding="utf-8"
-    )
-
+    markdown = report_markdown(title, rows, differs_source, png.name if plotted else None)
     print(markdown_table(rows))
+    if args.seeds:
+        settings, _ = differing_settings(runs, also=("seed",))
+        table = seed_table(rows, {run.name: setting for run, setting in zip(runs, settings, strict=True)})
+        markdown += (
+            f"\n## Over seeds\n\n{table}\n\n- mean ± std: the sample standard deviation over the seeds\n"
+        )
+        print(f"\n{table}")
+    (out / "report.md").write_text(markdown, encoding="utf-8")
     print(f"\nwrote {out / 'report.md'}" + (f" and {png}" if plotted else ""))
     if not plotted:
         print(f"loss_curves.png needs matplotlib: {PNG_HINT}")
