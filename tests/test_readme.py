@@ -606,7 +606,10 @@ def test_a_documented_python_block_runs(snippet, tmp_path, made):
 @pytest.mark.parametrize("snippet", MAKE, ids=str)
 def test_a_documented_make_line_reaches_its_command_with_its_args(snippet):
     words = shlex.split(snippet.text)
-    proc = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # run from `make test`, make's own variables would make this a sub-make that prints "make[1]: ..."
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    make = ["make", "-n", "--no-print-directory", *words[1:]]
+    proc = subprocess.run(make, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"{snippet.where} `{snippet.text}`: {proc.stderr}"
     recipe = shlex.split(proc.stdout.strip().splitlines()[-1])
     args = shlex.split(next((w[len("ARGS=") :] for w in words if w.startswith("ARGS=")), ""))
