@@ -11,7 +11,6 @@ transformers is imported only here, and only when ``init_from`` is set.
 """
 
 import copy
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -111,10 +110,10 @@ def load_weights(model: GPT, folder: str | Path, model_cfg: dict[str, Any]) -> N
 
 def folder_tokenizer(texts: Iterable[str], path: str, sha256: str) -> Tokenizer:
     """The data config's tokenizer under init_from: the folder's tokenizer.json, not one trained on
-    ``texts``. ``sha256`` is in the token cache's key, so a cache built with another tokenizer is
-    never reused."""
+    ``texts``. ``sha256`` (the tokenizer's ``fingerprint()``) is in the token cache's key, so a cache
+    built with another tokenizer is never reused."""
     tokenizer = load_tokenizer(path)
-    if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha256:
+    if tokenizer.fingerprint() != sha256:
         raise UserError(f"{path} changed while the run started; start it again")
     return tokenizer
 
@@ -159,11 +158,13 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
             f"{tokenizer_path} has {tokenizer.vocab_size} tokens but {folder / 'config.json'} says "
             f"vocab_size={vocab_size}; TinyGPT needs them equal"
         )
-    digest = hashlib.sha256(tokenizer_path.read_bytes()).hexdigest()
     cfg = copy.deepcopy(cfg)  # the caller's config stays as it was composed
     with open_dict(cfg):
         cfg.model = imported
         cfg.data.tokenizer = dict(
-            _target_=f"{__name__}.folder_tokenizer", _partial_=True, path=str(tokenizer_path), sha256=digest
+            _target_=f"{__name__}.folder_tokenizer",
+            _partial_=True,
+            path=str(tokenizer_path),
+            sha256=tokenizer.fingerprint(),
         )
     return cfg
