@@ -26,9 +26,9 @@ from tinygpt.config import conf_dir
 from tinygpt.data import Tokenizer
 from tinygpt.data.cache import encode_documents
 from tinygpt.data.text import check_documents, find_documents
-from tinygpt.device import DEVICES, DTYPES
+from tinygpt.device import DTYPES
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.generate import LoadedRun, load_run, stored_config
+from tinygpt.generate import LoadedRun, check_run_and_device, load_run, stored_config
 from tinygpt.scoring import Score, count_bytes, score_tokens
 from tinygpt.untrusted import instantiate_data
 
@@ -39,10 +39,7 @@ SPLITS = ("val", "train")
 
 def check_keys(cfg: DictConfig) -> None:
     """Refuse bad values by name before anything is loaded."""
-    if OmegaConf.is_missing(cfg, "run"):
-        raise UserError("run is required: run=<the directory of a training run, its hydra.run.dir>")
-    if cfg.device not in DEVICES:
-        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    check_run_and_device(cfg)
     if cfg.precision not in DTYPES:
         raise UserError(f"precision must be one of {', '.join(DTYPES)}, got {cfg.precision!r}")
     if cfg.split not in SPLITS:

@@ -205,12 +205,17 @@ def static_cache_value(value: Any) -> bool | None:
     return value
 
 
-def cli(cfg: DictConfig) -> None:
-    """The command, given its composed config: check, load the run, sample, print."""
+def check_run_and_device(cfg: DictConfig) -> None:
+    """The keys every command that reads a run shares (generate, eval): ``run`` given, ``device`` known."""
     if OmegaConf.is_missing(cfg, "run"):
         raise UserError("run is required: run=<the directory of a training run, its hydra.run.dir>")
     if cfg.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+
+
+def cli(cfg: DictConfig) -> None:
+    """The command, given its composed config: check, load the run, sample, print."""
+    check_run_and_device(cfg)
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
     prompt = text_value(cfg.prompt, "prompt")
     if prompt == "-":
