@@ -21,6 +21,7 @@ from tinygpt.data import (
     load_downloaded,
     load_embedded,
     load_text_data,
+    on_device,
 )
 from tinygpt.data.tokenizers import EOT
 from tinygpt.errors import UserError
@@ -137,15 +138,22 @@ def test_token_ids_widen_to_uint32_beyond_65536_symbols(tmp_path):
     assert data.tokenizer.decode(np.concatenate([data.train, data.val])) == text
 
 
-def test_memmap_and_in_ram_give_identical_batches(tmp_path, corpus_copy):
+def test_memmap_in_ram_and_device_copy_give_identical_batches(tmp_path, corpus_copy):
+    """A split is read from its memmap, from RAM, or (on a GPU) from a tensor copy of it, which
+    gathers the windows where the ids are (a CPU tensor here: the same code): same windows, every rank."""
     mapped = load_text_data(CHAR, corpus_copy, cache_dir=tmp_path)
     in_ram = load_text_data(CHAR, corpus_copy, cache_dir=tmp_path, memmap=False)
     assert isinstance(mapped.train, np.memmap) and not isinstance(in_ram.train, np.memmap)
+    copy = torch.from_numpy(np.asarray(mapped.train, dtype=np.int64))
+    assert on_device(mapped.train, torch.device("cpu"), "train") is mapped.train  # a copy only on CUDA
     for sampling in ("random", "epoch"):
-        for index in (0, 7):
-            a = get_batch(mapped.train, 8, 64, (1, 0), index, sampling=sampling)
-            b = get_batch(in_ram.train, 8, 64, (1, 0), index, sampling=sampling)
-            assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+        for index, rank in ((0, 0), (7, 0), (7, 1)):
+            where = dict(rank=rank, world_size=2, sampling=sampling)
+            a = get_batch(mapped.train, 8, 64, (1, 0), index, **where)
+            b = get_batch(in_ram.train, 8, 64, (1, 0), index, **where)
+            c = get_batch(copy, 8, 64, (1, 0), index, **where)
+            assert all(torch.equal(u, v) and torch.equal(u, w) for u, v, w in zip(a, b, c, strict=True))
+            assert c[0].dtype == torch.int64 and c[0].shape == (4, 64)
 
 
 # --- corpora: folders, separate validation text, downloads ------------------------------------------

@@ -1,6 +1,6 @@
 """Corpora, tokenizers, the token cache and batches."""
 
-from tinygpt.data.batches import SAMPLING, TRAIN_STREAM, VAL_STREAM, get_batch
+from tinygpt.data.batches import SAMPLING, TRAIN_STREAM, VAL_STREAM, get_batch, on_device
 from tinygpt.data.datasets import TextData, load_downloaded, load_embedded, load_text_data
 from tinygpt.data.text import embedded_corpus_path
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
@@ -15,6 +15,7 @@ __all__ = [
     "Tokenizer",
     "embedded_corpus_path",
     "get_batch",
+    "on_device",
     "load_downloaded",
     "load_embedded",
     "load_text_data",
