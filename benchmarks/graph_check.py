@@ -47,12 +47,17 @@ def update_ms(state: TrainState, update, settings: StepSettings, n: int = 50) ->
     return 1e3 * (time.perf_counter() - start) / n
 
 
+def steps_and_overrides(argv: list[str]) -> tuple[int, list[str]]:
+    """``[--steps N] [overrides]`` (N: 30 by default); shared with step_graph_check.py."""
+    steps = int(argv[argv.index("--steps") + 1]) if "--steps" in argv else 30
+    return steps, [a for i, a in enumerate(argv) if a != "--steps" and (i == 0 or argv[i - 1] != "--steps")]
+
+
 def main(argv: list[str]) -> int:
     if not torch.cuda.is_available():
         print("SKIP: no CUDA device")
         return 1
-    steps = int(argv[argv.index("--steps") + 1]) if "--steps" in argv else 30
-    overrides = [a for i, a in enumerate(argv) if a != "--steps" and (i == 0 or argv[i - 1] != "--steps")]
+    steps, overrides = steps_and_overrides(argv)
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         cfg = compose("train", overrides=["device=cuda", "precision=bf16", *overrides])
     settings = StepSettings(**{k: cfg[k] for k in StepSettings.__dataclass_fields__})

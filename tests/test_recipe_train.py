@@ -259,6 +259,31 @@ def test_a_terminal_gets_a_progress_bar_and_the_log_file_keeps_every_line(tmp_pa
     assert "step 2/6 |" in (run_dir / "train.log").read_text()  # ... but the log file keeps them
 
 
+CUDA_GRAPH_REFUSALS = {
+    "on a CPU": ([], "a CUDA graph needs a CUDA device, and this run is on cpu; set cuda_graph=false"),
+    "inside reduce-overhead's graphs": (
+        ["compile=true", "compile_mode=reduce-overhead"],
+        "with cuda_graph=true use compile_mode=default, or compile=false",
+    ),
+    "with grad_checkpointing": (
+        ["grad_checkpointing=true"],
+        "cuda_graph=true cannot record grad_checkpointing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CUDA_GRAPH_REFUSALS)
+def test_cuda_graph_where_it_cannot_record_the_step_is_one_line_before_any_file(case, tmp_path):
+    """cuda_graph=true records the step on one CUDA device (tinygpt/graphs.py GraphedStep, checked on a
+    GPU by benchmarks/step_graph_check.py): elsewhere it says why, and writes no run files."""
+    extra, message = CUDA_GRAPH_REFUSALS[case]
+    proc = run_cli(*TINY, "cuda_graph=true", *extra, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not (tmp_path / "run" / "effective_config.json").exists()
+
+
 def test_compile_mode_reaches_torch_compile_and_the_wait_is_announced(tmp_path, monkeypatch, caplog):
     modes = []
     monkeypatch.setattr(torch, "compile", lambda module, mode=None: modes.append(mode) or module)

@@ -1,6 +1,7 @@
 """The optimizer step on its own: accumulation, clipping, and a non-finite update that never lands,
 decided on the device."""
 
+import contextlib
 import copy
 import functools
 import sys
@@ -12,7 +13,7 @@ from conftest import build_model
 import tinygpt.loss
 from tinygpt.optim import Lion
 from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, accumulate_gradients, apply_update, train_step
+from tinygpt.step import StepSettings, StepStats, accumulate_gradients, apply_update, train_step
 
 X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 
@@ -229,3 +230,59 @@ def test_gradient_checkpointing_never_keeps_the_whole_logits_and_gives_the_same_
     torch.testing.assert_close(loss, plain_loss)
     for name, g in grads.items():
         torch.testing.assert_close(g, plain_grads[name], msg=name)
+
+
+class ReplayedByRerunning:
+    """Stands in for a CUDA graph on the CPU: ``replay`` runs the recorded step again, into the outputs."""
+
+    recorded: list["ReplayedByRerunning"] = []
+
+    def __init__(self, step):
+        self.step = step
+        self.out = StepStats(torch.zeros(()), torch.zeros(()), torch.zeros((), dtype=torch.bool))
+        ReplayedByRerunning.recorded.append(self)
+
+    def replay(self):
+        new = self.step()
+        for name in ("loss", "grad_norm", "applied"):
+            getattr(self.out, name).copy_(getattr(new, name))
+
+
+def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block_size(monkeypatch):
+    """cuda_graph=true (tinygpt/graphs.py GraphedStep), its CUDA parts replaced: each step's batch goes
+    into the tensors the graph reads, the first 2 steps of a shape run eagerly, the third records, a new
+    block size records anew; the run is the eager one's. On a GPU: benchmarks/step_graph_check.py."""
+    import tinygpt.graphs as graphs
+
+    class NoStream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: NoStream())
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+
+    def record(step):
+        graph = ReplayedByRerunning(step)
+        return graph, graph.out
+
+    monkeypatch.setattr(graphs, "record_graph", record)
+    ReplayedByRerunning.recorded.clear()
+    fused = OPTIMIZERS["adamw fused (skips on the device itself)"]
+    eager, graphed = new_state(fused), new_state(fused)
+    settings = StepSettings(grad_accum_steps=2, ema_decay=0.9)
+    eager.ema, graphed.ema = make_ema(eager.model), make_ema(graphed.model)
+    step = graphs.GraphedStep(graphed, graphed.model, settings)
+    torch.manual_seed(1)
+    for block_size in (8, 8, 8, 8, 16, 16, 16, 16, 16):
+        windows = torch.randint(0, 50, (8, block_size + 1))
+        x, y = windows[:, :-1], windows[:, 1:]  # views with gaps, as get_batch returns them
+        expected = train_step(eager, eager.model, x, y, settings)
+        got = step(graphed, x, y)
+        torch.testing.assert_close(got.loss, expected.loss)
+        torch.testing.assert_close(got.grad_norm, expected.grad_norm)
+    assert len(ReplayedByRerunning.recorded) == 2  # one recording per block size, after 2 eager steps
+    for p, q in zip(graphed.model.parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    for p, q in zip(graphed.ema.module.parameters(), eager.ema.module.parameters(), strict=True):
+        torch.testing.assert_close(p, q)

@@ -28,8 +28,7 @@ from tinygpt.device import pick_device
 from tinygpt.distributed import SINGLE_PROCESS
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.flops import flops_per_token, peak_flops
-from tinygpt.step import train_step
-from tinygpt.train import build_job, job_mean, training_batch
+from tinygpt.train import build_job, take_step, training_batch
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -95,7 +94,7 @@ def measure(
 
         def step() -> None:
             x, y = training_batch(job, block_size)
-            train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
+            take_step(job, x, y)
             state.step += 1
 
         start = time.perf_counter()
@@ -117,6 +116,7 @@ def measure(
         flops_per_token=flops_per_token(state.model, block_size),
         params=state.model.num_params(non_embedding=False),
         graphed_update=job.update is not None,
+        graphed_step=job.graphed_step is not None and job.graphed_step.graph is not None,
     )
 
 
@@ -147,6 +147,7 @@ def report(raw: dict[str, Any], peak: float | None, peak_source: str) -> dict[st
         "peak_memory_kind": memory_kind,
         "warmup_s": raw["warmup_s"],
         "graphed_update": raw["graphed_update"],  # the update replayed as a CUDA graph (tinygpt/graphs.py)
+        "graphed_step": raw["graphed_step"],  # cuda_graph=true: the whole step replayed as one CUDA graph
     }
 
 

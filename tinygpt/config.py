@@ -62,6 +62,7 @@ class TrainSchema:
     precision: Precision = MISSING
     compile: bool = MISSING
     compile_mode: CompileMode = MISSING
+    cuda_graph: bool = MISSING
     grad_checkpointing: bool = MISSING
     label_smoothing: float = MISSING
     z_loss: float = MISSING
@@ -140,6 +141,17 @@ def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
             else f"grad_accum_steps ({cfg.grad_accum_steps})"
         )
         raise UserError(f"batch_size ({cfg.batch_size}, global) must be divisible by {split}")
+    if cfg.cuda_graph and cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
+        raise UserError(
+            "cuda_graph=true records the whole step as one CUDA graph, and compile_mode=reduce-overhead "
+            "records graphs of its own inside it: with cuda_graph=true use compile_mode=default, "
+            "or compile=false"
+        )
+    if cfg.cuda_graph and cfg.grad_checkpointing:
+        raise UserError(
+            "cuda_graph=true cannot record grad_checkpointing's recomputation (it reads the RNG state on the "
+            "host): set one of them to false"
+        )
     start = cfg.curriculum_start_block_size
     if start is not None and not 1 <= start <= cfg.model.block_size:
         raise UserError(

@@ -1,5 +1,6 @@
-"""The update half of the training step (clip, finite check, optimizer, EMA, skip counters, zeroing the
-gradients) recorded once as a CUDA graph and replayed every step.
+"""The training step recorded once as a CUDA graph and replayed every step: the update half of it
+(``GraphedUpdate``, under ``compile_mode=reduce-overhead``) or all of it (``GraphedStep``,
+``cuda_graph=true``).
 
 With ``compile_mode=reduce-overhead``, torch.compile already replays the forward and backward as CUDA
 graphs; what is left of a small model's step is the update's few dozen kernel launches, each costing
@@ -13,39 +14,80 @@ make the recording valid for every later step:
 
 Only optimizers that take a tensor learning rate and decide the skip on the device qualify: torch's
 fused AdamW (``optim=adamw`` on CUDA). Others keep the eager update.
+
+``GraphedStep`` records the whole ``train_step`` (forward, loss, backward into the gradients that stay
+in place, then the update) once per batch shape, so a step costs the host a few copies and one graph
+launch whatever the model's size, and needs no ``torch.compile`` to shed its launch overhead.
 """
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 
+from tinygpt.errors import UserError
 from tinygpt.state import TrainState
-from tinygpt.step import StepSettings, apply_update
+from tinygpt.step import Forward, StepSettings, StepStats, apply_update, train_step
 
 log = logging.getLogger("tinygpt")
 
 
 def can_graph_update(state: TrainState, distributed: bool) -> str | None:
-    """None if ``GraphedUpdate`` can replay this state's update, else why not (a log line)."""
+    """None if a CUDA graph can replay this state's update (``GraphedUpdate``), else why not."""
     optimizer = state.optimizer
-    if not all(p.is_cuda for g in optimizer.param_groups for p in g["params"]):
-        return "the update is replayed as a CUDA graph on CUDA devices only"
+    device = next(state.model.parameters()).device
+    if device.type != "cuda":
+        return f"a CUDA graph needs a CUDA device, and this run is on {device.type}"
     if distributed:
-        return "the update is not replayed as a CUDA graph under DDP (its buckets own the gradients)"
+        return "a CUDA graph records one process's step, and this run is distributed (DDP)"
     if not (isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults.get("fused")):
-        return f"{type(optimizer).__name__} takes no tensor learning rate: its update stays eager"
+        return f"{type(optimizer).__name__} cannot read its learning rate from the device: use optim=adamw"
     if state.scaler.is_enabled():
-        return "precision=fp16: the GradScaler decides on the host, the update stays eager"
+        return "precision=fp16's loss scaler decides on the host: use precision=bf16 or fp32"
     return None
+
+
+def keep_grads_in_place(model: torch.nn.Module) -> None:
+    """Give every parameter a zero gradient now: backward then accumulates into it in place, and the
+    update zeroes it in place (``keep_grads``), so a graph's kernels always find it at the same address."""
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
+@contextlib.contextmanager
+def tensor_lrs(optimizer: torch.optim.Optimizer, lrs: list[torch.Tensor]) -> Iterator[None]:
+    """While recording: each param group reads its learning rate from a device tensor (which every replay
+    fills), as fused AdamW's ``capturable`` mode requires; floats again afterwards, so that checkpoints
+    and the schedule see the optimizer as it was."""
+    groups = optimizer.param_groups
+    saved = [(g["lr"], g["capturable"]) for g in groups]
+    for group, lr in zip(groups, lrs, strict=True):
+        group["lr"], group["capturable"] = lr, True
+    try:
+        yield
+    finally:
+        for group, (lr, capturable) in zip(groups, saved, strict=True):
+            group["lr"], group["capturable"] = lr, capturable
+
+
+def lr_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> list[torch.Tensor]:
+    return [torch.tensor(float(g["lr"]), device=device) for g in optimizer.param_groups]
+
+
+def fill_lrs(optimizer: torch.optim.Optimizer, lrs: list[torch.Tensor]) -> None:
+    """The schedule's learning rates (floats in the param groups) into the tensors a graph reads."""
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        lr.fill_(group["lr"])
 
 
 class GraphedUpdate:
     """``apply_update`` (same arguments, same results), replayed as one CUDA graph from its second call."""
 
     def __init__(self, state: TrainState):
-        for p in state.model.parameters():  # backward then accumulates into these, in place
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
+        keep_grads_in_place(state.model)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.calls = 0
 
@@ -58,25 +100,97 @@ class GraphedUpdate:
         if self.graph is None:
             self.record(state, loss, settings)
         self.loss.copy_(loss)
-        for group, lr in zip(state.optimizer.param_groups, self.lrs, strict=True):
-            lr.fill_(group["lr"])
+        fill_lrs(state.optimizer, self.lrs)
         self.graph.replay()
         # the graph's outputs are overwritten by the next replay: the caller gets its own copies
         return self.grad_norm.clone(), self.applied.clone()
 
     def record(self, state: TrainState, loss: torch.Tensor, settings: StepSettings) -> None:
         """Record (not run) the update's kernels, reading the loss and learning rates from fixed tensors."""
-        groups = state.optimizer.param_groups
         self.loss = loss.detach().clone()
-        self.lrs = [torch.tensor(float(g["lr"]), device=self.loss.device) for g in groups]
-        saved = [(g["lr"], g["capturable"]) for g in groups]
-        for group, lr in zip(groups, self.lrs, strict=True):
-            group["lr"], group["capturable"] = lr, True
+        self.lrs = lr_tensors(state.optimizer, self.loss.device)
         self.graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(self.graph):
-                self.grad_norm, self.applied = apply_update(state, self.loss, settings, keep_grads=True)
-        finally:  # floats again: checkpoints and the schedule see the optimizer as it was
-            for group, (lr, capturable) in zip(groups, saved, strict=True):
-                group["lr"], group["capturable"] = lr, capturable
+        with tensor_lrs(state.optimizer, self.lrs), torch.cuda.graph(self.graph):
+            self.grad_norm, self.applied = apply_update(state, self.loss, settings, keep_grads=True)
         log.info("the update (clip, optimizer, EMA, counters) is replayed as a CUDA graph from now on")
+
+
+def can_graph_step(state: TrainState, distributed: bool, checkpointing: bool) -> str | None:
+    """None if ``GraphedStep`` can record this run's whole step, else why not."""
+    if checkpointing:
+        return "grad_checkpointing's recomputation reads the RNG state on the host, which a CUDA graph cannot"
+    return can_graph_update(state, distributed)
+
+
+def record_graph(step: Callable[[], StepStats]) -> tuple[torch.cuda.CUDAGraph, StepStats]:
+    """The CUDA graph of ``step`` (recorded, not run) and the output tensors each replay overwrites."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    return graph, out
+
+
+class GraphedStep:
+    """``train_step`` (same results) recorded as one CUDA graph per batch shape and replayed.
+
+    Every step's batch is copied into the same two tensors, which the graph reads. The first ``WARMUP``
+    steps of a shape run eagerly on a side stream (torch's recipe: lazy initialisations, and
+    torch.compile's compilation, must not happen while recording); the next one records the step, with
+    the learning rates read from device tensors, and replays it. A new shape (a block-size curriculum)
+    drops the old graph and its memory, and starts over.
+    """
+
+    WARMUP = 2
+
+    def __init__(self, state: TrainState, forward: Forward, settings: StepSettings):
+        keep_grads_in_place(state.model)
+        self.forward, self.settings = forward, settings
+        self.update = partial(apply_update, keep_grads=True)
+        self.shape: torch.Size | None = None
+        self.seen = 0  # steps of this shape so far
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.side: torch.cuda.Stream | None = None  # where the eager steps run
+
+    def __call__(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> StepStats:
+        if x.shape != self.shape:
+            self.shape, self.seen, self.graph = x.shape, 0, None
+            # contiguous, whatever x is: the eager steps and the recording see the very same inputs
+            # (torch.compile would recompile, while recording, for other strides)
+            self.x, self.y = (t.clone(memory_format=torch.contiguous_format) for t in (x, y))
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.seen += 1
+        if self.seen <= self.WARMUP:
+            return self.eager(state)
+        if self.graph is None:
+            self.record(state)
+        fill_lrs(state.optimizer, self.lrs)
+        self.graph.replay()
+        # the graph's outputs are overwritten by the next replay: the caller gets its own copies
+        out = self.out
+        return StepStats(loss=out.loss.clone(), grad_norm=out.grad_norm.clone(), applied=out.applied.clone())
+
+    def eager(self, state: TrainState) -> StepStats:
+        main = torch.cuda.current_stream(self.x.device)
+        self.side = self.side or torch.cuda.Stream(self.x.device)
+        self.side.wait_stream(main)
+        with torch.cuda.stream(self.side):
+            stats = train_step(state, self.forward, self.x, self.y, self.settings, update=self.update)
+        main.wait_stream(self.side)
+        return stats
+
+    def record(self, state: TrainState) -> None:
+        """Record (not run) the step on ``self.x``, ``self.y``; a clear error if torch cannot."""
+        self.lrs = lr_tensors(state.optimizer, self.x.device)
+        try:
+            with tensor_lrs(state.optimizer, self.lrs):
+                self.graph, self.out = record_graph(
+                    lambda: train_step(state, self.forward, self.x, self.y, self.settings, update=self.update)
+                )
+        except RuntimeError as exc:  # an operation CUDA graphs do not allow: the device is in doubt, stop
+            reason = str(exc).splitlines()[0]
+            raise UserError(
+                f"cuda_graph=true: torch could not record this run's step as a CUDA graph ({reason}); "
+                "set cuda_graph=false"
+            ) from exc
+        log.info("the training step (batch %s) is replayed as one CUDA graph from now on", tuple(self.shape))

@@ -98,6 +98,7 @@ CHANGEABLE_ON_RESUME = (
     "device",
     "compile",
     "compile_mode",
+    "cuda_graph",
     "resume",
     "dist_timeout_s",
     "logger",

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tinygpt.argv import with_command_line
 from tinygpt.checkpoint import remove_partial_checkpoints, save_checkpoint
 from tinygpt.config import check_train_config, conf_dir, resolved
-from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, get_batch
+from tinygpt.data import TRAIN_STREAM, VAL_STREAM, TextData, get_batch, on_device
 from tinygpt.device import autocast, pick_device
 from tinygpt.distributed import (
     SINGLE_PROCESS,
@@ -45,7 +45,7 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
-from tinygpt.graphs import GraphedUpdate, can_graph_update
+from tinygpt.graphs import GraphedStep, GraphedUpdate, can_graph_step, can_graph_update
 from tinygpt.init_from import load_weights, with_init_from
 from tinygpt.loggers import NullLogger
 from tinygpt.optim import build_optimizer, set_lr
@@ -89,6 +89,8 @@ class Job:
     world: World
     device: torch.device
     data: TextData
+    train_ids: np.ndarray | torch.Tensor  # the splits batches are drawn from: memmaps, or copies on the GPU
+    val_ids: np.ndarray | torch.Tensor
     state: TrainState
     forward: torch.nn.Module  # the model as the step and evaluation call it (DDP/compiled), loss included
     no_sync: Callable[[], contextlib.AbstractContextManager]  # DDP's, else a no-op
@@ -97,6 +99,7 @@ class Job:
     config: dict[str, Any]  # the resolved config: effective_config.json and every checkpoint's copy
     overrides: list[str] | None = None  # the command line's overrides, kept in checkpoints for resumes
     update: Update | None = None  # how the step applies its gradients: None = eagerly (apply_update)
+    graphed_step: GraphedStep | None = None  # cuda_graph=true: the whole step, replayed as a CUDA graph
     logger: Any = field(default_factory=NullLogger)
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
@@ -156,7 +159,7 @@ def run_loop(job: Job) -> None:
                 state.step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
             )
             x, y = training_batch(job, block_size)
-            stats = train_step(state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
+            stats = take_step(job, x, y)
             state.step += 1
             state.tokens_seen += cfg.batch_size * block_size
 
@@ -186,11 +189,18 @@ def reached_target(job: Job) -> bool:
     return True
 
 
+def take_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> StepStats:
+    """One optimizer step on the batch x, y: replayed from its CUDA graph (cuda_graph=true) or run as is."""
+    if job.graphed_step is not None:
+        return job.graphed_step(job.state, x, y)
+    return train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
+
+
 def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's rows of the step's global batch, a pure function of (seed, step): resume-exact."""
     cfg, world = job.cfg, job.world
     return get_batch(
-        job.data.train,
+        job.train_ids,
         cfg.batch_size,
         block_size,
         (cfg.seed, TRAIN_STREAM),
@@ -278,6 +288,8 @@ def build_job(
         world=world,
         device=device,
         data=data,
+        train_ids=on_device(data.train, device, "train"),
+        val_ids=on_device(data.val, device, "val"),
         state=state,
         forward=torch.compile(forward, mode=str(cfg.compile_mode)) if cfg.compile else forward,
         no_sync=ddp.no_sync if ddp else contextlib.nullcontext,
@@ -291,6 +303,11 @@ def build_job(
     )
     if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
         job.update = graphed_update(state, world)
+    if cfg.cuda_graph:
+        why_not = can_graph_step(state, world.distributed, cfg.grad_checkpointing)
+        if why_not:
+            raise UserError(f"cuda_graph=true: {why_not}; set cuda_graph=false")
+        job.graphed_step = GraphedStep(state, job.forward, job.settings)
     if world.is_main:
         start_run_dir(job)
     log.info(
@@ -309,7 +326,7 @@ def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
     """compile_mode=reduce-overhead: the update joins the forward and backward in CUDA graphs where it can."""
     why_not = can_graph_update(state, world.distributed)
     if why_not:
-        log.info("compile_mode=reduce-overhead: %s", why_not)
+        log.info("compile_mode=reduce-overhead: the update stays out of CUDA graphs: %s", why_not)
         return None
     return GraphedUpdate(state)
 
@@ -413,13 +430,13 @@ def evaluate_and_keep_best(job: Job, lr: float) -> None:
     bytes per token: an estimate; tinygpt.eval scores the whole split); a new best is saved as
     ckpt_best.pt."""
     state = job.state
-    job.val_loss = evaluate(job.forward, job.data, job.cfg, job.device, job.world)
+    job.val_loss = evaluate(job.forward, job.val_ids, job.cfg, job.device, job.world)
     record = dict(step=state.step, val_loss=job.val_loss, lr=lr, time=time.time())
     ratio = job.val_bytes_per_token
     if ratio is not None:
         record["val_bpb"] = bits_per_byte(job.val_loss, ratio)
     if state.ema is not None:
-        record["ema_val_loss"] = evaluate(state.ema.module, job.data, job.cfg, job.device, job.world)
+        record["ema_val_loss"] = evaluate(state.ema.module, job.val_ids, job.cfg, job.device, job.world)
         if ratio is not None:
             record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
     job.logger.log(record)
@@ -432,7 +449,7 @@ def evaluate_and_keep_best(job: Job, lr: float) -> None:
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    data: TextData,
+    val_ids: np.ndarray | torch.Tensor,
     cfg: DictConfig,
     device: torch.device,
     world: World,
@@ -444,7 +461,7 @@ def evaluate(
     total = torch.zeros((), device=device)
     for i in range(world.rank, cfg.eval_iters, world.size):
         x, y = get_batch(
-            data.val, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
+            val_ids, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
         )
         with autocast(device, cfg.precision):
             total += model(x, targets=y)  # the compiled model computes its loss in its own graph
