@@ -26,8 +26,11 @@ EXPERIMENTS = sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.y
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # Experiments on downloaded corpora read a local text instead: tests never reach the network.
 LOCAL_TEXT = f"data.path={embedded_corpus_path()}"
-# GPU recipes (shakespeare_speedrun) compile and use bf16: here their recipe is checked, not their speed.
-SHORT = ["max_steps=2", "eval_interval=2", "eval_iters=2", "compile=false", "precision=fp32"]
+# GPU recipes (shakespeare_speedrun) use bf16 and CUDA graphs: here their recipe is checked, not their speed.
+SHORT = [
+    *("max_steps=2", "eval_interval=2", "eval_iters=2"),
+    *("compile=false", "precision=fp32", "cuda_graph=false"),
+]
 
 
 def sweeper_of(name: str) -> DictConfig:
