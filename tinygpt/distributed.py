@@ -61,6 +61,11 @@ def broadcast_from_main(obj: object, world: World) -> object:
     return box[0]
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, finished: bool = False) -> None:
+    """Leave the process group. ``finished``: this rank ended its run normally, so the others will too;
+    they wait for each other first, so that no rank tears down the group while another still uses it
+    (a rank that exits mid-teardown can abort: "terminate called without an active exception")."""
     if world.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -559,14 +559,17 @@ def main(cfg: DictConfig) -> float:
     typed = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         world = init_world(cfg.device, cfg.dist_timeout_s)
+        finished = False
         try:
             run_dir = shared_run_dir(run_dir, world)
             if not world.is_main:
                 log.setLevel(logging.WARNING)  # rank 0 alone reports progress
             cfg, overrides = resumed_config(cfg, run_dir, typed)  # a resume keeps the run's own recipe
-            return train(cfg, run_dir, world, overrides)["best_val_loss"]
+            best = train(cfg, run_dir, world, overrides)["best_val_loss"]
+            finished = True
+            return best
         finally:
-            close_world(world)
+            close_world(world, finished)
     if "group" in cfg.logger and cfg.logger.group is None:
         cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # W&B groups a sweep's jobs together
     return run_sweep_job(cfg, run_dir, typed, hydra_cfg.job.num)
