@@ -100,6 +100,28 @@ def test_static_cache_gives_the_tokens_of_the_growing_cache(variant, prompt_len)
     assert not torch.equal(sampled, greedy)
 
 
+def test_the_compiled_static_step_gives_the_same_tokens_and_compiles_once():
+    """compile=true: the static path's one-token step through torch.compile (on a GPU, then captured):
+    greedy and seeded sampling give the uncompiled step's tokens, past block_size too, and a second
+    generation with the same model and settings reuses the compiled code instead of compiling again."""
+    model = sharp_model(*VARIANTS["gpt (learned)"])
+    prompt = torch.randint(0, 50, (2, 5))
+    controls = dict(temperature=2.0, top_k=20, top_p=0.95, repetition_penalty=1.3)
+
+    def sampled(compiled: bool) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(1)
+        return generate(model, prompt, 40, compile_step=compiled, generator=rng, **static, **controls)
+
+    static = dict(static_cache=True)
+    greedy = generate(model, prompt, 40, temperature=0, **static)
+    assert torch.equal(generate(model, prompt, 40, temperature=0, compile_step=True, **static), greedy)
+    torch._dynamo.utils.counters.clear()
+    assert torch.equal(sampled(True), sampled(False))
+    first = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert torch.equal(sampled(True), sampled(False))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == first  # nothing compiled again
+
+
 def test_sampling_draws_what_multinomial_draws_from_the_same_generator():
     probs = torch.rand(3, 40).softmax(dim=-1)
     ours, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
@@ -397,6 +419,11 @@ ERRORS = {
         ["run={run}", "kv_cache=false", "static_cache=true"],
         "use it with kv_cache=true",
     ),
+    "compile without the static cache": (
+        ["run={run}", "compile=true", "device=cpu"],
+        "compile=true compiles the static cache's one-token step: use it with static_cache=true",
+    ),
+    "compile not a boolean": (["run={run}", "compile=fast"], "compile must be true or false"),
 }
 
 

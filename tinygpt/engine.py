@@ -167,6 +167,7 @@ def stream_chunks(
     eot_id: int | None = None,
     kv_cache: bool = True,
     static_cache: bool | None = None,
+    compile_step: bool = False,
     generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
     """Sample up to ``max_new_tokens`` tokens after the prompts idx (B, T); yield them as (B, n) ids.
@@ -179,12 +180,18 @@ def stream_chunks(
 
     ``static_cache`` (None: on CUDA only) decodes with fixed-shape caches and, on CUDA, a CUDA graph
     per token (``tinygpt.static_cache``); its tokens come in chunks of up to ``CHUNK``, the others
-    one by one. The same seed gives the same tokens either way, up to float rounding.
+    one by one. The same seed gives the same tokens either way, up to float rounding. ``compile_step``
+    puts the static path's one-token step through torch.compile (``StaticDecoder.compile``).
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     static = use_static_cache(static_cache, kv_cache, idx.device)
+    if compile_step and not static:
+        raise UserError(
+            "compile=true compiles the static cache's one-token step: use it with static_cache=true "
+            "(static_cache=auto is true on CUDA only)"
+        )
     ring = fit_context(model, idx.size(1), max_new_tokens)
     pick = partial(
         sample_next,
@@ -196,6 +203,8 @@ def stream_chunks(
     )
     if static:
         decoder = StaticDecoder(model, idx, cache_capacity(model), pick, eot_id)
+        if compile_step:
+            decoder.compile()
         if idx.device.type == "cuda":
             decoder.capture(generator)  # each token: one graph replay
         yield from stream_static(decoder, max_new_tokens, ring)
@@ -305,13 +314,15 @@ def stream_text(
     stop: str | None = None,
     kv_cache: bool = True,
     static_cache: bool | None = None,
+    compile_step: bool = False,
 ) -> Iterator[list[str]]:
     """Yield the texts (prompt + continuation) of all ``num_samples`` samples after every new token.
 
     The samples are one batch. Each ends at <|endoftext|> (if the tokenizer has one; not included)
     or just before ``stop``; the stream ends when all have ended, or after ``max_new_tokens``.
     The last texts yielded are the final ones. ``seed`` makes the samples reproducible.
-    ``kv_cache`` and ``static_cache`` choose the decode path (``stream_chunks``), never the text.
+    ``kv_cache``, ``static_cache`` and ``compile_step`` choose the decode path (``stream_chunks``), never
+    the text.
     """
     if not isinstance(num_samples, int) or num_samples < 1:
         raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -332,6 +343,7 @@ def stream_text(
         eot_id=eot_id,
         kv_cache=kv_cache,
         static_cache=static_cache,
+        compile_step=compile_step,
         generator=generator,
     )
     new_ids: list[list[int]] = [[] for _ in range(num_samples)]

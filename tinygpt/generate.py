@@ -205,6 +205,12 @@ def static_cache_value(value: Any) -> bool | None:
     return value
 
 
+def compile_value(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"compile must be true or false, got {value!r}")
+    return value
+
+
 def check_run_and_device(cfg: DictConfig) -> None:
     """The keys every command that reads a run shares (generate, eval): ``run`` given, ``device`` known."""
     if OmegaConf.is_missing(cfg, "run"):
@@ -238,6 +244,7 @@ def cli(cfg: DictConfig) -> None:
         stop=stop,
         kv_cache=cfg.kv_cache,
         static_cache=static_cache,
+        compile_step=compile_value(cfg.compile),
     )
     live = sys.stdout.isatty() and cfg.num_samples == 1
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))

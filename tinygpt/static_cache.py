@@ -10,7 +10,8 @@ dozen small kernels and waiting, not computing. Here instead:
 - ``StaticDecoder``: a batch being decoded (its caches, newest token, position and sampling state) and
   ``step``, which decodes one token: model forward + sampling, all on the device. On CUDA the step is
   captured once in a CUDA graph (``graphed``) and each token is one replay; elsewhere it runs as is,
-  the same code. The loop around it is ``tinygpt.engine.stream``.
+  the same code. ``compile()`` first puts it through torch.compile (fewer, fused kernels per token, for
+  a wait up front). The loop around it is ``tinygpt.engine.stream``.
 """
 
 from collections.abc import Callable
@@ -112,8 +113,16 @@ class StaticDecoder:
         self.token.copy_(nxt[:, None])
         return nxt
 
+    def compile(self) -> None:
+        """Make ``step`` a torch.compile'd ``decode_one``: the same tokens, from fewer and fused kernels.
+
+        Compiling waits (seconds to tens of seconds) at the first step, so it pays off over long texts;
+        later decoders of the same model and sampling settings reuse the compiled code."""
+        self.step = torch.compile(self.decode_one)
+
     def capture(self, generator: torch.Generator | None) -> None:
-        """Make ``step`` replay a CUDA graph of ``decode_one``; the decoder's state is as before.
+        """Make ``step`` replay a CUDA graph of itself (``decode_one``, compiled or not); the decoder's
+        state is as before.
 
         The caches are allocated first (a forward over the first prompt token), since a graph
         replays into fixed addresses; warming up and capturing run steps, so the state and the
@@ -123,7 +132,7 @@ class StaticDecoder:
         rng = generator if generator is not None else torch.cuda.default_generators[device.index or 0]
         rng_state = rng.get_state()
         self.restart(self.prompt[:, :1])
-        self.step = graphed(self.decode_one, generator)
+        self.step = graphed(self.step, generator)
         rng.set_state(rng_state)
         self.reset()
 
