@@ -104,7 +104,7 @@ RESERVE=0
 echo "=== 3. sampling on the GPU"
 if (( DRY )); then SAMPLE=(--tokens 20); else SAMPLE=(--device cuda); fi
 capped 90 python "$HERE/benchmarks/generate_speed.py" "${SAMPLE[@]}" > "$OUT/sampling.log" 2>&1; RC=$?
-say ""; say "sampling (benchmarks/generate_speed.py ${SAMPLE[*]}, rc $RC):"; say "$(grep -v '^\s*$' "$OUT/sampling.log" | tail -n 8)"
+say ""; say "sampling (benchmarks/generate_speed.py ${SAMPLE[*]}, rc $RC):"; say "$(grep -v '^\s*$' "$OUT/sampling.log" | tail -n 12)"
 
 echo "=== 4. GPT-2 124M shape (12L-12H-768E, block 1024, vocab 50304), bf16, compile, batch 12: nanoGPT bench.py vs ours"
 say ""
