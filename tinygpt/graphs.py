@@ -35,7 +35,9 @@ log = logging.getLogger("tinygpt")
 
 
 def can_graph_update(state: TrainState, distributed: bool) -> str | None:
-    """None if a CUDA graph can replay this state's update (``GraphedUpdate``), else why not."""
+    """None if a CUDA graph can replay this state's update (``GraphedUpdate``) or whole step
+    (``GraphedStep``), else why not. (grad_checkpointing, which the whole step cannot record, is
+    refused with the config: ``check_train_config``.)"""
     optimizer = state.optimizer
     device = next(state.model.parameters()).device
     if device.type != "cuda":
@@ -115,13 +117,6 @@ class GraphedUpdate:
         log.info("the update (clip, optimizer, EMA, counters) is replayed as a CUDA graph from now on")
 
 
-def can_graph_step(state: TrainState, distributed: bool, checkpointing: bool) -> str | None:
-    """None if ``GraphedStep`` can record this run's whole step, else why not."""
-    if checkpointing:
-        return "grad_checkpointing's recomputation reads the RNG state on the host, which a CUDA graph cannot"
-    return can_graph_update(state, distributed)
-
-
 def record_graph(step: Callable[[], StepStats]) -> tuple[torch.cuda.CUDAGraph, StepStats]:
     """The CUDA graph of ``step`` (recorded, not run) and the output tensors each replay overwrites."""
     graph = torch.cuda.CUDAGraph()
@@ -156,7 +151,7 @@ class GraphedStep:
             self.shape, self.seen, self.graph = x.shape, 0, None
             # contiguous, whatever x is: the eager steps and the recording see the very same inputs
             # (torch.compile would recompile, while recording, for other strides)
-            self.x, self.y = (t.clone(memory_format=torch.contiguous_format) for t in (x, y))
+            self.x, self.y = (torch.empty_like(t, memory_format=torch.contiguous_format) for t in (x, y))
         self.x.copy_(x)
         self.y.copy_(y)
         self.seen += 1

@@ -45,7 +45,7 @@ from tinygpt.distributed import (
 from tinygpt.engine import generate_text
 from tinygpt.errors import UserError, exit_on_user_error, find_user_error
 from tinygpt.flops import flops_per_token, gpu_peak
-from tinygpt.graphs import GraphedStep, GraphedUpdate, can_graph_step, can_graph_update
+from tinygpt.graphs import GraphedStep, GraphedUpdate, can_graph_update
 from tinygpt.init_from import load_weights, with_init_from
 from tinygpt.loggers import NullLogger
 from tinygpt.optim import build_optimizer, set_lr
@@ -304,7 +304,7 @@ def build_job(
     if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
         job.update = graphed_update(state, world)
     if cfg.cuda_graph:
-        why_not = can_graph_step(state, world.distributed, cfg.grad_checkpointing)
+        why_not = can_graph_update(state, world.distributed)
         if why_not:
             raise UserError(f"cuda_graph=true: {why_not}; set cuda_graph=false")
         job.graphed_step = GraphedStep(state, job.forward, job.settings)
