@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from tinygpt.config import conf_dir
-from tinygpt.distributed import SINGLE_PROCESS
+from tinygpt.config.schema import conf_dir
 from tinygpt.model import GeluMLP
-from tinygpt.optim import param_groups
-from tinygpt.step import train_step
-from tinygpt.train import Job, build_job, job_mean, training_batch
+from tinygpt.runtime.distributed import SINGLE_PROCESS
+from tinygpt.training.job import Job, build_job
+from tinygpt.training.loop import job_mean, training_batch
+from tinygpt.training.optim import param_groups
+from tinygpt.training.step import train_step
 
 
 @contextlib.contextmanager

@@ -1,10 +1,10 @@
-"""Generation speed: tokens/s of ``tinygpt.engine.generate`` on each decode path (``PATHS``).
+"""Generation speed: tokens/s of ``tinygpt.inference.engine.generate`` on each decode path (``PATHS``).
 
 Batch 1, a one-token prompt, random weights (speed does not depend on them), sampling at
 temperature 1 with the same seed on every path. Past block_size all paths follow the same context
-rule (``tinygpt.engine.past_block_size``), so they do the same work per token but for the
+rule (``tinygpt.inference.engine.past_block_size``), so they do the same work per token but for the
 recomputation a cache saves. The baseline is the growing KV cache (the CPU default); "static cache"
-is ``tinygpt.static_cache`` (the CUDA default: a CUDA graph per token there, eager elsewhere), timed
+is ``tinygpt.inference.static_cache`` (the CUDA default: a CUDA graph per token there, eager elsewhere), timed
 end to end, graph capture included. "static cache, compiled" is the same with its one-token step
 through torch.compile (``compile=true`` of generate): the warm-up call compiles it, so the timed call
 shows decoding alone, and the compile time is printed apart. "same tokens" counts the leading tokens
@@ -29,8 +29,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from tinygpt.config import conf_dir
-from tinygpt.engine import generate
+from tinygpt.config.schema import conf_dir
+from tinygpt.inference.engine import generate
 from tinygpt.model import GPT
 
 # name -> (overrides of the training config, vocabulary size of the char corpus it goes with)
@@ -49,7 +49,7 @@ def build(overrides: list[str], vocab_size: int) -> GPT:
     return instantiate(cfg.model)(vocab_size=vocab_size).eval()
 
 
-# path -> keywords of tinygpt.engine.generate; the first is the baseline the others are compared with
+# path -> keywords of tinygpt.inference.engine.generate; the first is the baseline of the others
 PATHS = {
     "KV cache (baseline)": dict(kv_cache=True, static_cache=False),
     "static cache": dict(kv_cache=True, static_cache=True),  # + a CUDA graph per token on CUDA

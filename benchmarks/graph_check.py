@@ -1,4 +1,4 @@
-"""Does the update replayed as a CUDA graph (tinygpt/graphs.py) train exactly as the eager one? And what
+"""Does the update replayed as a CUDA graph (training/graphs.py) train exactly as the eager one? And what
 does the update cost each way? Needs a CUDA device:
 
     python benchmarks/graph_check.py [--steps 30] [training overrides, e.g. ema_decay=0.99]
@@ -17,11 +17,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from tinygpt.config import conf_dir
-from tinygpt.graphs import GraphedUpdate, can_graph_update
-from tinygpt.optim import build_optimizer, set_lr
-from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, apply_update
+from tinygpt.config.schema import conf_dir
+from tinygpt.training.graphs import GraphedUpdate, can_graph_update
+from tinygpt.training.optim import build_optimizer, set_lr
+from tinygpt.training.state import TrainState, make_ema
+from tinygpt.training.step import StepSettings, apply_update
 
 
 def new_state(cfg, vocab_size: int = 65) -> TrainState:

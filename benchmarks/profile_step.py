@@ -15,12 +15,13 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from torch.profiler import ProfilerActivity, profile
 
-from tinygpt.bench import synchronize
-from tinygpt.config import conf_dir
-from tinygpt.device import pick_device
-from tinygpt.distributed import SINGLE_PROCESS
-from tinygpt.step import train_step
-from tinygpt.train import build_job, job_mean, training_batch
+from tinygpt.config.schema import conf_dir
+from tinygpt.runtime.device import pick_device
+from tinygpt.runtime.distributed import SINGLE_PROCESS
+from tinygpt.training.job import build_job
+from tinygpt.training.loop import job_mean, training_batch
+from tinygpt.training.speed import synchronize
+from tinygpt.training.step import train_step
 
 
 def main(overrides: list[str]) -> None:

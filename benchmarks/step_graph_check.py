@@ -1,4 +1,4 @@
-"""Does ``cuda_graph=true`` (the whole step replayed as one CUDA graph, tinygpt/graphs.py ``GraphedStep``)
+"""Does ``cuda_graph=true`` (the whole step replayed as one CUDA graph, training/graphs.py ``GraphedStep``)
 train as the eager step does, and what does each way cost? Needs a CUDA device:
 
     python benchmarks/step_graph_check.py [--steps 30] [training overrides, e.g. precision=bf16 compile=true]
@@ -19,11 +19,12 @@ import torch
 from graph_check import steps_and_overrides  # this script's folder is on the path when it runs
 from hydra import compose, initialize_config_dir
 
-from tinygpt.config import check_train_config, conf_dir
+from tinygpt.config.schema import check_train_config, conf_dir
 from tinygpt.data import get_batch
-from tinygpt.distributed import SINGLE_PROCESS
-from tinygpt.optim import set_lr
-from tinygpt.train import Job, build_job, take_step, training_batch
+from tinygpt.runtime.distributed import SINGLE_PROCESS
+from tinygpt.training.job import Job, build_job
+from tinygpt.training.loop import take_step, training_batch
+from tinygpt.training.optim import set_lr
 
 
 def build(overrides: list[str], run_dir: str) -> Job:

@@ -1,4 +1,4 @@
-"""Does ``tinygpt.step.train_step`` run without a host sync on a GPU? And what does one step cost?
+"""Does ``tinygpt.training.step.train_step`` run without a host sync on a GPU? And what does one step cost?
 
     python benchmarks/step_sync.py            # needs CUDA
 
@@ -13,10 +13,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from tinygpt.config import conf_dir
-from tinygpt.optim import build_optimizer
-from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, train_step
+from tinygpt.config.schema import conf_dir
+from tinygpt.training.optim import build_optimizer
+from tinygpt.training.state import TrainState, make_ema
+from tinygpt.training.step import StepSettings, train_step
 
 OPTIMS = ["adamw", "lion", "muon", "sgd"]
 PRECISIONS = ["fp32", "bf16", "fp16"]

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py                       # CPU: default model, fp32/bf16 x eager/compile
     python benchmarks/train_speed.py --device cuda --model both --steps 300
 
-Each variant trains ``--steps`` steps of ``tinygpt.train.train`` into a temp dir; the first log interval
+Each variant trains ``--steps`` steps of ``tinygpt.training.loop.train`` in a temp dir; the first log interval
 (compile and warm-up) is dropped and the median of the rest is reported.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from tinygpt.config import conf_dir
-from tinygpt.train import train
+from tinygpt.config.schema import conf_dir
+from tinygpt.training.loop import train
 
 MODELS = {
     "default": [],  # 4L-4H-128E, block 128, batch 64

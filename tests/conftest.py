@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from tinygpt.config import conf_dir
+from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def corpus_copy(tmp_path_factory) -> Path:
 
 def edited_copy(run_dir: Path, path: Path, edit) -> Path:
     """A copy of a run directory at ``path`` whose ckpt.pt went through ``edit(state)`` (in place)."""
-    from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+    from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
 
     shutil.copytree(run_dir, path)
     state = load_checkpoint(path / "ckpt.pt")

@@ -31,7 +31,7 @@ def test_a_habit_from_another_tool_gets_the_form_to_type(case, tmp_path):
 def test_the_products_flat_keys_work_on_the_command_line():
     proc = run_cli("--cfg", "job", "n_layer=3", "optimizer=lion", "learning_rate=0.002", "norm=rmsnorm")
     assert proc.returncode == 0, proc.stderr
-    assert "n_layer: 3" in proc.stdout and "_target_: tinygpt.optim.Lion" in proc.stdout
+    assert "n_layer: 3" in proc.stdout and "_target_: tinygpt.training.optim.Lion" in proc.stdout
     assert "lr: 0.002" in proc.stdout and "_target_: torch.nn.RMSNorm" in proc.stdout
 
 

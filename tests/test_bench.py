@@ -6,7 +6,7 @@ import pytest
 from conftest import TINY, build_model, run_cli
 
 from tinygpt.bench import main
-from tinygpt.flops import flops_per_token
+from tinygpt.training.flops import flops_per_token
 
 
 def test_bench_times_the_training_path_and_writes_json(tmp_path, capsys):

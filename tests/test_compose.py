@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import compose_train, sha256_of
 
-from tinygpt.config import conf_dir
+from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
-from tinygpt.train import train
+from tinygpt.training.loop import train
 
 GROUPS = [
     "model",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, run_cli
 
-from tinygpt.checkpoint import load_checkpoint
+from tinygpt.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

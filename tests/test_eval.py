@@ -13,9 +13,10 @@ from hydra.utils import instantiate
 
 from tinygpt.data import BPETokenizer
 from tinygpt.errors import exit_on_user_error
-from tinygpt.eval import cli, split_tokens
-from tinygpt.generate import load_run
-from tinygpt.train import train
+from tinygpt.eval import cli
+from tinygpt.evaluation.evaluate import split_tokens
+from tinygpt.inference.run import load_run
+from tinygpt.training.loop import train
 
 BLOCK = 32  # TINY's model.block_size
 # Accented letters in the training text; "🙂", "日本" and "ß" appear only in text evaluated later,
@@ -181,7 +182,7 @@ ERRORS = {
     "text and data": (["run={run}", "text={unseen}", "data=tiny"], "not both"),
     "unsafe data target": (
         ["run={unsafe}"],
-        "'tinygpt.checkpoint.save_checkpoint'; only one of tinygpt.data's loaders",
+        "'tinygpt.training.checkpoint.save_checkpoint'; only one of tinygpt.data's loaders",
     ),
 }
 
@@ -191,7 +192,9 @@ def unsafe_run(char_run, tmp_path_factory):
     """A run whose stored data config names a function that writes files."""
     copy = tmp_path_factory.mktemp("unsafe") / "run"
     return edited_copy(
-        char_run[0], copy, lambda state: set_data(state, _target_="tinygpt.checkpoint.save_checkpoint")
+        char_run[0],
+        copy,
+        lambda state: set_data(state, _target_="tinygpt.training.checkpoint.save_checkpoint"),
     )
 
 

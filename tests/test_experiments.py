@@ -15,12 +15,12 @@ import yaml
 from conftest import REPO, TINY, compose_train, run_cli
 from omegaconf import DictConfig
 
-from tinygpt.argv import check_keys, translate_argv
-from tinygpt.config import conf_dir
+from tinygpt.config.argv import check_keys, translate_argv
+from tinygpt.config.jsonconfig import splice_json_config
+from tinygpt.config.overrides import parse_override
+from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
-from tinygpt.jsonconfig import splice_json_config
-from tinygpt.overrides import parse_override
-from tinygpt.train import train
+from tinygpt.training.loop import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml"))
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tinygpt.data import embedded_corpus_path, load_tokenizer
-from tinygpt.engine import generate
 from tinygpt.errors import UserError, find_user_error
-from tinygpt.export import export_run
-from tinygpt.generate import load
-from tinygpt.train import train
+from tinygpt.hf.export import export_run
+from tinygpt.inference.engine import generate
+from tinygpt.inference.run import load
+from tinygpt.training.loop import train
 
 TEXT = "ROMEO: Nay, 'tis\n\n  so - what?  A man's \"word\"!\n"  # spaces, newlines, punctuation
 BPE = ["data/tokenizer=bpe", "data.tokenizer.vocab_size=300"]

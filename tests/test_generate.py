@@ -14,14 +14,16 @@ import torch
 from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, edited_copy, run_cli
 from hydra import compose, initialize_config_dir
 
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint
-from tinygpt.config import conf_dir
+from tinygpt.config.schema import conf_dir
 from tinygpt.data import CharTokenizer
-from tinygpt.engine import KVCache, generate, generate_text, new_cache, past_block_size, slide_keep
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.generate import cli, load, write_samples
-from tinygpt.sampling import draw
-from tinygpt.train import sample_text, train
+from tinygpt.generate import cli, write_samples
+from tinygpt.inference.engine import KVCache, generate, generate_text, new_cache, past_block_size, slide_keep
+from tinygpt.inference.run import load
+from tinygpt.inference.sampling import draw
+from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.training.loop import train
+from tinygpt.training.periodic import sample_text
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
 BLOCK = 16

@@ -1,4 +1,4 @@
-"""Parity with transformers: with our weights copied across (tinygpt.hf), each preset computes the same
+"""Parity with transformers: with our weights copied across (hf/mapping.py), each preset computes the same
 logits as the transformers architecture it exports to, and greedy generation with our KV cache picks
 the same 40 tokens as transformers' ``generate``; their config and weights map back to ours (what
 ``init_from=`` reads). Tiny random configs built here, no hub access, fp32.
@@ -15,10 +15,10 @@ import torch
 from conftest import build_model, compose_train
 from omegaconf import OmegaConf
 
-from tinygpt.engine import generate
 from tinygpt.errors import UserError
-from tinygpt.export import hf_model
-from tinygpt.hf import from_hf_config, from_hf_state, to_hf_config, to_hf_state
+from tinygpt.hf.export import hf_model
+from tinygpt.hf.mapping import from_hf_config, from_hf_state, to_hf_config, to_hf_state
+from tinygpt.inference.engine import generate
 
 VOCAB = 61
 PROMPT, NEW = 8, 40

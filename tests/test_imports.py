@@ -49,18 +49,37 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_tinygpt_modules_import_each_other_without_a_cycle():
     graph = import_graph()
-    assert {"tinygpt.train", "tinygpt.engine", "tinygpt.model.gpt"} <= set(graph)  # the walk found them
-    assert "tinygpt.engine" in graph["tinygpt.train"]  # and their imports
+    assert {"tinygpt.train", "tinygpt.inference.engine", "tinygpt.model.gpt"} <= set(graph)  # found them
+    assert "tinygpt.training.loop" in graph["tinygpt.train"]  # and their imports
     order = TopologicalSorter(graph)
     order.prepare()  # raises graphlib.CycleError naming the modules of a cycle
+
+
+# The package's top level: the commands a user runs (python -m tinygpt.<command>), and the shared basics.
+COMMANDS = {"train", "generate", "eval", "export", "report", "bench"}
+BASICS = {"__init__", "errors"}
+
+
+def test_the_top_level_holds_only_commands_and_basics_and_every_other_module_a_folder():
+    top = {path.stem for path in PACKAGE.glob("*.py")}
+    assert top == COMMANDS | BASICS
+    folders = {path.parent for path in PACKAGE.rglob("*.py")} - {PACKAGE}
+    assert all(folder.parent == PACKAGE for folder in folders), folders  # one level of folders
+    assert all((folder / "__init__.py").is_file() for folder in folders)
+
+
+def test_no_command_imports_another_and_no_part_imports_a_command():
+    commands = {f"tinygpt.{name}" for name in COMMANDS}
+    for module, imports in import_graph().items():
+        assert not imports & commands, f"{module} imports the command(s) {sorted(imports & commands)}"
 
 
 def test_the_model_and_load_import_only_what_they_need():
     check = (
         "import sys, tinygpt.model\n"
-        "print(sorted({'tinygpt.sampling', 'tinygpt.engine'} & set(sys.modules)))\n"
+        "print(sorted({'tinygpt.inference.sampling', 'tinygpt.inference.engine'} & set(sys.modules)))\n"
         "import tinygpt; tinygpt.load\n"
-        "print('tinygpt.generate' in sys.modules, 'tinygpt.train' in sys.modules)\n"
+        "print('tinygpt.inference.run' in sys.modules, 'tinygpt.training.loop' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(

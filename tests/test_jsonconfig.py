@@ -7,11 +7,11 @@ from conftest import REPO, TINY, compose_train, run_cli, sha256_of
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from tinygpt.config.jsonconfig import json_overrides, splice_json_config, translate
+from tinygpt.config.overrides import hydra_value
 from tinygpt.data import embedded_corpus_path
 from tinygpt.errors import UserError
-from tinygpt.jsonconfig import json_overrides, splice_json_config, translate
-from tinygpt.overrides import hydra_value
-from tinygpt.train import train
+from tinygpt.training.loop import train
 
 EXAMPLES = sorted((REPO / "configs").glob("*.json"))
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_written_by_0_1"

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import build_model, compose_train, set_keys
 
-from tinygpt.checkpoint import load_checkpoint
 from tinygpt.errors import UserError
-from tinygpt.optim import GROUPING_KEYS, Lion, MuonWithAdamW, build_optimizer, param_groups, set_lr
-from tinygpt.train import train
+from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.training.loop import train
+from tinygpt.training.optim import GROUPING_KEYS, Lion, MuonWithAdamW, build_optimizer, param_groups, set_lr
 
 
 def build(model: torch.nn.Module, *overrides: str) -> torch.optim.Optimizer:

@@ -46,7 +46,7 @@ def test_wheel_trains_from_another_directory(tmp_path):
         [
             sys.executable,
             "-c",
-            "import tinygpt.config as c, tinygpt.data as d; print(c.conf_dir()); "
+            "import tinygpt.config.schema as c, tinygpt.data as d; print(c.conf_dir()); "
             "print(d.embedded_corpus_path())",
         ],
         cwd=elsewhere,

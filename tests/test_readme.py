@@ -71,12 +71,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from tinygpt.argv import check_keys, translate_argv
 from tinygpt.bench import parse_args as bench_args
-from tinygpt.config import check_train_config, conf_dir
+from tinygpt.config.argv import check_keys, translate_argv
+from tinygpt.config.jsonconfig import splice_json_config
+from tinygpt.config.overrides import override_key, parse_override
+from tinygpt.config.schema import check_train_config, conf_dir
 from tinygpt.data import embedded_corpus_path
-from tinygpt.jsonconfig import splice_json_config
-from tinygpt.overrides import override_key, parse_override
 
 DOCS = ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").glob("*.md")))]
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import REPO, TINY, build_model, compose_train, run_cli, set_keys, start_cli
 
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.errors import UserError
-from tinygpt.flops import flops_per_token
 from tinygpt.model import GPT
-from tinygpt.train import train
+from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.training.flops import flops_per_token
+from tinygpt.training.loop import train
 
 
 def metrics(run_dir, key):
@@ -180,7 +180,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(extra, t
 
 CRASH_WRITER = """
 import os, sys, torch
-from tinygpt.checkpoint import save_checkpoint
+from tinygpt.training.checkpoint import save_checkpoint
 path = sys.argv[1]
 save_checkpoint({"model": {"w": torch.ones(3)}, "step": 1}, path)
 real_save = torch.save
@@ -274,7 +274,7 @@ CUDA_GRAPH_REFUSALS = {
 
 @pytest.mark.parametrize("case", CUDA_GRAPH_REFUSALS)
 def test_cuda_graph_where_it_cannot_record_the_step_is_one_line_before_any_file(case, tmp_path):
-    """cuda_graph=true records the step on one CUDA device (tinygpt/graphs.py GraphedStep, checked on a
+    """cuda_graph=true records the step on one CUDA device (training/graphs.py GraphedStep, checked on a
     GPU by benchmarks/step_graph_check.py): elsewhere it says why, and writes no run files."""
     extra, message = CUDA_GRAPH_REFUSALS[case]
     proc = run_cli(*TINY, "cuda_graph=true", *extra, f"hydra.run.dir={tmp_path / 'run'}")

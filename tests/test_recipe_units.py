@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from tinygpt.loss import lm_loss
-from tinygpt.schedule import constant, cosine, curriculum_block_size, wsd
-from tinygpt.state import make_ema
-from tinygpt.step import update_ema
+from tinygpt.model.loss import lm_loss
+from tinygpt.training.schedule import constant, cosine, curriculum_block_size, wsd
+from tinygpt.training.state import make_ema
+from tinygpt.training.step import update_ema
 
 
 def test_cosine_at_its_phase_boundaries():

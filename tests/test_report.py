@@ -7,7 +7,8 @@ import sys
 
 from conftest import REPO, TINY, run_cli
 
-from tinygpt.report import differing_settings, load_runs, loss_figure, main, summarize
+from tinygpt.evaluation.report import differing_settings, load_runs, loss_figure, summarize
+from tinygpt.report import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -28,8 +28,8 @@ def test_a_resume_keeps_the_runs_recipe_without_retyping_it(tmp_path):
     proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6")  # nothing else retyped
     assert proc.returncode == 0, proc.stderr
     config = json.loads((run_dir / "effective_config.json").read_text())
-    assert config["schedule"]["_target_"] == "tinygpt.schedule.wsd"
-    assert config["optim"]["_target_"] == "tinygpt.optim.Lion"
+    assert config["schedule"]["_target_"] == "tinygpt.training.schedule.wsd"
+    assert config["optim"]["_target_"] == "tinygpt.training.optim.Lion"
     assert (config["batch_size"], config["model"]["n_layer"], config["max_steps"]) == (8, 3, 6)
     assert config["model"]["n_embd"] == 32  # TINY's shape, not the default's
     assert torch.load(run_dir / "ckpt.pt", weights_only=True)["step"] == 6
@@ -71,7 +71,7 @@ def test_a_checkpoint_from_before_overrides_were_stored_resumes_from_the_hydra_r
     assert proc.returncode == 0, proc.stderr
     assert (
         json.loads((run_dir / "effective_config.json").read_text())["optim"]["_target_"]
-        == "tinygpt.optim.Lion"
+        == "tinygpt.training.optim.Lion"
     )
 
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 from conftest import TINY, compose_train, run_cli, set_keys, start_cli
 
-import tinygpt.checkpoint
-from tinygpt.checkpoint import load_checkpoint
+import tinygpt.training.checkpoint
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.loggers import MetricsLogger
-from tinygpt.rundir import truncate_metrics
-from tinygpt.train import train
+from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.training.loggers import MetricsLogger
+from tinygpt.training.loop import train
+from tinygpt.training.rundir import truncate_metrics
 
 LONG_RUN = [*TINY, "max_steps=100000", "eval_interval=100000", "ckpt_interval=100000"]
 
@@ -180,7 +180,7 @@ def disk_fills_up(monkeypatch):
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tinygpt.checkpoint.torch, "save", save)
+    monkeypatch.setattr(tinygpt.training.checkpoint.torch, "save", save)
 
 
 def test_a_full_disk_at_a_later_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):

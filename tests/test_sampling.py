@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from tinygpt.errors import UserError
-from tinygpt.sampling import check_sampling, penalize_repeats, sample_next, top_k_filter, top_p_filter
+from tinygpt.inference.sampling import (
+    check_sampling,
+    penalize_repeats,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
 
 # One row of logits whose softmax is exactly [0.5, 0.25, 0.125, 0.0625, 0.0625], in scrambled order.
 PROBS = torch.tensor([0.0625, 0.5, 0.125, 0.0625, 0.25])

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import build_model
 
-import tinygpt.loss
-from tinygpt.optim import Lion
-from tinygpt.state import TrainState, make_ema
-from tinygpt.step import StepSettings, StepStats, accumulate_gradients, apply_update, train_step
+import tinygpt.model.loss
+from tinygpt.training.optim import Lion
+from tinygpt.training.state import TrainState, make_ema
+from tinygpt.training.step import StepSettings, StepStats, accumulate_gradients, apply_update, train_step
 
 X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 
@@ -207,7 +207,7 @@ def test_the_update_changes_the_state_in_place_so_a_cuda_graph_can_replay_it():
 def test_gradient_checkpointing_never_keeps_the_whole_logits_and_gives_the_same_loss(monkeypatch):
     """With grad_checkpointing the head and loss go a chunk of tokens at a time (here 10 of the 64), so
     the (B*T, V) logits, the largest tensor of a GPT-2-sized step, are never kept for backward whole."""
-    monkeypatch.setattr(tinygpt.loss, "LOGITS_PER_CHUNK", 50 * 10)
+    monkeypatch.setattr(tinygpt.model.loss, "LOGITS_PER_CHUNK", 50 * 10)
     x, y = torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16))
     model = build_model(vocab_size=50)
     results = {}
@@ -249,10 +249,10 @@ class ReplayedByRerunning:
 
 
 def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block_size(monkeypatch):
-    """cuda_graph=true (tinygpt/graphs.py GraphedStep), its CUDA parts replaced: each step's batch goes
+    """cuda_graph=true (training/graphs.py GraphedStep), its CUDA parts replaced: each step's batch goes
     into the tensors the graph reads, the first 2 steps of a shape run eagerly, the third records, a new
     block size records anew; the run is the eager one's. On a GPU: benchmarks/step_graph_check.py."""
-    import tinygpt.graphs as graphs
+    import tinygpt.training.graphs as graphs
 
     class NoStream:
         def wait_stream(self, other):

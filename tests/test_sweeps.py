@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, compose_train, run_cli, set_keys
 
-from tinygpt.train import train
+from tinygpt.training.loop import train
 
 SWEEP = [*TINY, "max_steps=3", "eval_interval=3"]
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import TINY, compose_train, run_cli, set_keys
 
-from tinygpt.checkpoint import load_checkpoint
 from tinygpt.errors import UserError
-from tinygpt.train import train
+from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.training.loop import train
 
 
 def read_metrics(run_dir):
@@ -118,7 +118,11 @@ def edit_checkpoint(path, change):
 
 # A resume that cannot work: (what the command adds, how the checkpoint was damaged, the message).
 BAD_RESUMES = {
-    "another optimizer": (["optim=lion"], None, "optim._target_ tinygpt.optim.adamw -> tinygpt.optim.Lion"),
+    "another optimizer": (
+        ["optim=lion"],
+        None,
+        "optim._target_ tinygpt.training.optim.adamw -> tinygpt.training.optim.Lion",
+    ),
     "another precision": (["precision=fp16"], None, "precision fp32 -> fp16"),
     "weights of another shape": (
         [],

@@ -11,10 +11,10 @@ from conftest import compose_train, run_cli
 from omegaconf import OmegaConf
 
 import tinygpt
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.config.jsonconfig import json_overrides
 from tinygpt.errors import UserError
-from tinygpt.jsonconfig import json_overrides
-from tinygpt.train import train
+from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
+from tinygpt.training.loop import train
 
 # Interpolations that, resolved, create the file MARKER.
 PAYLOADS = {

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tinygpt.data.tokenizers import load_tokenizer
-from tinygpt.report import mean_std
+from tinygpt.evaluation.report import mean_std
 
 
 def run_line(run: Path, text: str) -> tuple[str, float, float, float, float]:
@@ -22,7 +22,9 @@ def run_line(run: Path, text: str) -> tuple[str, float, float, float, float]:
     n_bytes, n_tokens = len(text.encode("utf-8")), len(tokenizer.encode(text))
     records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     val = [r["val_loss"] for r in records if "val_loss" in r][-1]
-    m = cfg["model"]  # FLOPs as tinygpt.flops counts them, for the GELU GPT: 12 n_embd^2 weights per layer
+    m = cfg[
+        "model"
+    ]  # FLOPs as tinygpt.training.flops counts them, for the GELU GPT: 12 n_embd^2 weights per layer
     weights = 12 * m["n_layer"] * m["n_embd"] ** 2 + tokenizer.vocab_size * m["n_embd"]
     flops = 6 * weights + 12 * m["n_layer"] * m["n_embd"] * m["block_size"]
     bpe = "vocab_size" in cfg["data"]["tokenizer"]

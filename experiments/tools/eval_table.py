@@ -10,7 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from tinygpt.report import mean_std
+from tinygpt.evaluation.report import mean_std
 
 
 def read_answers(path: Path) -> list[dict]:

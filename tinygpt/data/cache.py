@@ -36,7 +36,7 @@ from tinygpt.data.download import cache_folder
 from tinygpt.data.text import check_documents, read_chunks
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
-from tinygpt.progress import byte_bar
+from tinygpt.runtime.progress import byte_bar
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ RoPE, SwiGLU, no biases): norm, positions and MLP are passed in as factories bui
 
 The forward takes an optional KV cache per layer (the model's math only needs ``LayerCache``), so each
 new token costs one position instead of the whole context; the cache, the context rule past block_size
-and the decode loop live in ``tinygpt.engine``.
+and the decode loop live in ``tinygpt.inference.engine``.
 """
 
 import math
@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
-from tinygpt.loss import chunked_lm_loss, lm_loss
+from tinygpt.model.loss import chunked_lm_loss, lm_loss
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
 PosFactory = Callable[..., nn.Module]  # (block_size, n_embd, head_dim) -> LearnedPositions | RoPE
@@ -28,7 +28,7 @@ MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
 
 
 class LayerCache(Protocol):
-    """What attention needs of one layer's KV cache during generation (``tinygpt.engine.KVCache``)."""
+    """What attention needs of one layer's KV cache during generation (``inference.engine.KVCache``)."""
 
     def positions(self, T: int, device: torch.device) -> torch.Tensor:
         """The (T,) positions of the next T tokens: they continue from the cached ones."""
@@ -210,9 +210,9 @@ class GPT(nn.Module):
         """idx: (B, T) token ids -> logits (B, T, vocab_size), or with ``targets`` (B, T) the () loss.
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        cache per layer, from ``tinygpt.engine.new_cache`` or ``tinygpt.static_cache``), idx holds only
+        cache per layer, from ``inference.engine.new_cache`` or ``inference.static_cache``), idx holds only
         the tokens after the cached ones, and their positions continue from there. The loss
-        (``tinygpt.loss.lm_loss``) is computed here so that ``torch.compile`` of the model compiles it in
+        (``model.loss.lm_loss``) is computed here so that ``torch.compile`` of the model compiles it in
         the same graph as the head: the upcast and log-softmax of the (B, T, V) logits fuse instead of
         going through memory.
         """

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.errors import UserError
-from tinygpt.rundir import json_record
+from tinygpt.training.rundir import json_record
 
 
 class NullLogger:

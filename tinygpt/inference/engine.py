@@ -7,8 +7,8 @@ than ``tinygpt.model.gpt.LayerCache``. Everything else about producing text is h
 - the context rule (``past_block_size``, ``slide_keep``, ``new_cache``): how a model goes on past
   block_size, and the caches that rule needs;
 - ``stream_chunks`` / ``stream`` / ``generate``: token ids in, sampled token ids out (the sampler is
-  ``tinygpt.sampling``), by one of two loops: ``stream_dynamic`` (the growing ``KVCache``, or none;
-  the CPU default) and ``stream_static`` (``tinygpt.static_cache``: fixed shapes, a CUDA graph per
+  ``tinygpt.inference.sampling``), by one of two loops: ``stream_dynamic`` (the growing ``KVCache``, or none;
+  the CPU default) and ``stream_static`` (``tinygpt.inference.static_cache``: fixed shapes, a CUDA graph per
   token, tokens read back in chunks; the CUDA default);
 - ``stream_text`` / ``generate_text``: text in, text out, the one path behind both
   ``python -m tinygpt.generate`` and the samples the training loop logs.
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from tinygpt.errors import UserError
+from tinygpt.inference.sampling import check_sampling, sample_next
+from tinygpt.inference.static_cache import Pick, StaticDecoder
 from tinygpt.model import GPT
-from tinygpt.sampling import check_sampling, sample_next
-from tinygpt.static_cache import Pick, StaticDecoder
 
 log = logging.getLogger("tinygpt")
 
@@ -147,7 +147,7 @@ def last_logits(model: GPT, idx: torch.Tensor, cache: list[KVCache] | None) -> t
 
 
 def use_static_cache(static_cache: bool | None, kv_cache: bool, device: torch.device) -> bool:
-    """Whether to decode with ``tinygpt.static_cache``: None = where it is faster, on CUDA."""
+    """Whether to decode with ``tinygpt.inference.static_cache``: None = where it is faster, on CUDA."""
     if static_cache is None:
         return kv_cache and device.type == "cuda"
     if static_cache and not kv_cache:
@@ -172,14 +172,14 @@ def stream_chunks(
 ) -> Iterator[torch.Tensor]:
     """Sample up to ``max_new_tokens`` tokens after the prompts idx (B, T); yield them as (B, n) ids.
 
-    Sampling controls are those of ``tinygpt.sampling.sample_next``. A row that emits ``eot_id``
+    Sampling controls are those of ``tinygpt.inference.sampling.sample_next``. A row that emits ``eot_id``
     is finished: it yields ``eot_id`` from then on, and the stream ends once every row has.
     ``kv_cache=False`` recomputes the whole context at every step, under the same context rule
     (``past_block_size``), so it gives the same tokens, only slower. A prompt is context like any
     other: a "slide" model given one longer than block_size sees only its newest ``slide_keep``.
 
     ``static_cache`` (None: on CUDA only) decodes with fixed-shape caches and, on CUDA, a CUDA graph
-    per token (``tinygpt.static_cache``); its tokens come in chunks of up to ``CHUNK``, the others
+    per token (``tinygpt.inference.static_cache``); its tokens come in chunks of up to ``CHUNK``, the others
     one by one. The same seed gives the same tokens either way, up to float rounding. ``compile_step``
     puts the static path's one-token step through torch.compile (``StaticDecoder.compile``).
     """
@@ -371,3 +371,16 @@ def generate_text(model: GPT, tokenizer: Any, prompt: str, **controls: Any) -> l
     for latest in stream_text(model, tokenizer, prompt, **controls):
         texts = latest
     return texts
+
+
+def describe_context(model: GPT) -> str:
+    """One line on how this model goes on past block_size (see ``past_block_size``)."""
+    if past_block_size(model) == "ring":
+        return (
+            f"context: the last sliding_window={model.sliding_window} tokens at any length "
+            f"(ring-buffer KV cache; block_size={model.block_size} is no limit)"
+        )
+    return (
+        f"context: at most block_size={model.block_size} tokens; past that it restarts from the "
+        f"newest {slide_keep(model)} (KV cache recomputed over them)"
+    )

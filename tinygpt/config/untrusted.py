@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from tinygpt.errors import UserError
 
 # Where everything a stored model config instantiates must be defined. Narrower than "tinygpt." /
-# "torch.": those also hold functions that write files (tinygpt.checkpoint.save_checkpoint) or fetch
+# "torch.": those also hold functions that write files (tinygpt.training.checkpoint.save_checkpoint) or fetch
 # and run code (torch.hub.load).
 SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
 # The only targets a stored data config may name (tinygpt.eval reloads a run's data): the loaders of

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from tinygpt.checkpoint import capture_rng, restore_rng
 from tinygpt.errors import UserError
+from tinygpt.training.checkpoint import capture_rng, restore_rng
 
 # The run's counters, each with the type a checkpoint stores it as.
 COUNTERS: dict[str, type | tuple[type, ...]] = {
@@ -28,7 +28,7 @@ STATES: dict[str, type] = {"model": dict, "optimizer": dict, "scaler": dict, "co
 
 def make_ema(model: nn.Module) -> AveragedModel:
     """torch's AveragedModel as the holder of an EMA of the weights (and buffers); the step updates it
-    with ``tinygpt.step.update_ema``: the first update copies the weights, then
+    with ``tinygpt.training.step.update_ema``: the first update copies the weights, then
     ema <- decay * ema + (1 - decay) * weights after every applied optimizer step."""
     device = next(model.parameters()).device  # n_averaged too: AveragedModel makes it on the CPU otherwise
     return AveragedModel(model, device=device, use_buffers=True)

@@ -1,6 +1,6 @@
 """Start a training run from a Hugging Face transformers folder: ``python -m tinygpt.train init_from=DIR``.
 
-The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.from_hf_config``),
+The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.mapping.from_hf_config``),
 its weights (model.safetensors, or the shards its index names) and its tokenizer (tokenizer.json:
 ``data=text data.path=FILE`` encodes with it). A model key typed on the command line that contradicts
 config.json is refused, naming it; ``model.dropout`` may be set, and ``model.block_size`` lowered.
@@ -18,13 +18,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tinygpt.config import flat_items
+from tinygpt.config.overrides import override_key
+from tinygpt.config.schema import flat_items
 from tinygpt.data import Tokenizer, load_tokenizer
 from tinygpt.data.tokenizers import read_regular_file
 from tinygpt.errors import UserError
-from tinygpt.hf import ARCHITECTURES, from_hf_config, from_hf_state
+from tinygpt.hf.mapping import ARCHITECTURES, from_hf_config, from_hf_state
 from tinygpt.model import GPT
-from tinygpt.overrides import override_key
 
 MAX_CONFIG_BYTES = 1 << 20
 NEED_FOLDER = "init_from= must name a transformers model folder"

@@ -13,12 +13,12 @@ import yaml
 from hydra import compose
 from omegaconf import DictConfig
 
-from tinygpt.checkpoint import load_checkpoint
-from tinygpt.config import flat_items, resolved
+from tinygpt.config.overrides import override_key
+from tinygpt.config.schema import flat_items, resolved
+from tinygpt.config.untrusted import check_data
 from tinygpt.errors import UserError
-from tinygpt.overrides import override_key
-from tinygpt.state import check_checkpoint
-from tinygpt.untrusted import check_data
+from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.training.state import check_checkpoint
 
 # What a resumed run must share with its checkpoint: the model, the optimizer's kind, the precision.
 SAME_ON_RESUME = ("model.", "optim._target_", "precision")

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from tinygpt.device import autocast
-from tinygpt.state import TrainState
+from tinygpt.runtime.device import autocast
+from tinygpt.training.state import TrainState
 
 NoSync = Callable[[], contextlib.AbstractContextManager]
 Forward = Callable[..., torch.Tensor]  # GPT.forward: (idx, targets=, label_smoothing=, z_loss=) -> loss
@@ -59,7 +59,7 @@ def train_step(
     ``forward`` is the model, or its DDP/compiled wrapper: called with ``targets``, it returns the loss.
     ``reduce`` averages a scalar over ranks (identity outside DDP), so every rank takes the same
     decision; ``no_sync`` is DDP's, to all-reduce gradients only on the last micro-batch. ``update``
-    applies the gradients: ``apply_update``, or the same replayed as a CUDA graph (tinygpt/graphs.py).
+    applies the gradients: ``apply_update``, or the same replayed as a CUDA graph (graphs.py).
     """
     loss = reduce(accumulate_gradients(forward, x, y, settings, state.scaler, no_sync))
     grad_norm, applied = (update or apply_update)(state, loss, settings)

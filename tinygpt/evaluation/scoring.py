@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinygpt.device import autocast
+from tinygpt.runtime.device import autocast
 
 BYTES_CHUNK = 1 << 20  # token ids looked up at a time when counting bytes: memory stays bounded
 

@@ -1,6 +1,6 @@
 """A static KV cache and a decode step with the same shapes every token, so a CUDA graph can replay it.
 
-The growing ``tinygpt.engine.KVCache`` hands attention a slice one key longer each token, and its loop
+The growing ``engine.KVCache`` hands attention a slice one key longer each token, and its loop
 reads every token back to the host: at batch 1 a small model on a GPU spends its time launching a
 dozen small kernels and waiting, not computing. Here instead:
 
@@ -11,7 +11,7 @@ dozen small kernels and waiting, not computing. Here instead:
   ``step``, which decodes one token: model forward + sampling, all on the device. On CUDA the step is
   captured once in a CUDA graph (``graphed``) and each token is one replay; elsewhere it runs as is,
   the same code. ``compile()`` first puts it through torch.compile (fewer, fused kernels per token, for
-  a wait up front). The loop around it is ``tinygpt.engine.stream``.
+  a wait up front). The loop around it is ``tinygpt.inference.engine.stream``.
 """
 
 from collections.abc import Callable

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinygpt.config.records import upgrade
 from tinygpt.errors import UserError
 
 
@@ -64,6 +65,8 @@ def load_checkpoint(
         ) from exc
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise UserError(f"checkpoint {path} is not a TinyGPT checkpoint (no model weights in it)")
+    if "config" in state:
+        state["config"] = upgrade(state["config"])  # one written by an earlier version reads as today's
     return state
 
 

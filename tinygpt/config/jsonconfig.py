@@ -8,11 +8,11 @@ back reproduces that run: a group's option is found from its ``_target_``, every
 
 Hydra answers every question about the config: its config loader lists a group's options and composes
 each to tell its ``_target_``s; composing the translated overrides checks every key (Hydra names the
-key it cannot set, we name the JSON key that set it); its override parser (``tinygpt.overrides``)
+key it cannot set, we name the JSON key that set it); its override parser (``tinygpt.config.overrides``)
 says which key an override sets, so a key or group set on the command line drops the JSON's value
 for it, or the JSON's choice of that group and everything the JSON sets inside it.
 
-The file is data (``tinygpt.untrusted``): an interpolation ``${...}`` anywhere in it is refused, as
+The file is data (``tinygpt.config.untrusted``): an interpolation ``${...}`` anywhere in it is refused, as
 is a ``_target_`` anywhere but on a config group's node (where it only picks the option).
 """
 
@@ -30,10 +30,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from tinygpt.config import conf_dir
+from tinygpt.config.overrides import hydra_value, override_key, parse_override
+from tinygpt.config.records import upgrade
+from tinygpt.config.schema import conf_dir
+from tinygpt.config.untrusted import check_data, nodes
 from tinygpt.errors import UserError
-from tinygpt.overrides import hydra_value, override_key, parse_override
-from tinygpt.untrusted import check_data, nodes
 
 # Flat key -> the config key it sets. Any other top-level key (max_steps, seed, ...) sets itself.
 FLAT_VALUES: dict[str, str] = {
@@ -112,7 +113,7 @@ def _read_json(path: str | Path) -> dict[str, Any]:
         raise UserError(
             f"config_json={path} must hold a JSON object of config keys, not {type(config).__name__}"
         )
-    return config
+    return upgrade(config)  # a run's effective_config.json written by an earlier version reads as today's
 
 
 def _check_targets(config: dict[str, Any], path: str | Path) -> None:

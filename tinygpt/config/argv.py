@@ -21,9 +21,15 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from tinygpt.config import flat_items
+from tinygpt.config.jsonconfig import (
+    FLAT_GROUPS,
+    FLAT_VALUES,
+    config_loader,
+    group_options,
+    splice_json_config,
+)
+from tinygpt.config.schema import flat_items
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.jsonconfig import FLAT_GROUPS, FLAT_VALUES, config_loader, group_options, splice_json_config
 
 # Hydra's own command-line flags, and those that take a value.
 HYDRA_FLAGS = {

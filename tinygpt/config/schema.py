@@ -10,18 +10,18 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from tinygpt.device import DEVICES, DTYPES
 from tinygpt.errors import UserError
+from tinygpt.runtime.device import DEVICES, DTYPES
 
 
 def conf_dir() -> str:
     """conf/ ships inside the wheel as tinygpt/conf; in a source checkout it sits beside tinygpt/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
+    package = Path(__file__).resolve().parents[1]  # tinygpt/
+    for candidate in (package / "conf", package.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise RuntimeError(
-        f"TinyGPT's config tree is missing: looked in {here / 'conf'} and {here.parent / 'conf'}"
+        f"TinyGPT's config tree is missing: looked in {package / 'conf'} and {package.parent / 'conf'}"
     )
 
 

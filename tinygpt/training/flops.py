@@ -59,7 +59,10 @@ def peak_flops(device: torch.device, precision: str) -> tuple[float | None, str]
     """The device's peak FLOP/s for the precision, and where the figure comes from."""
     if device.type == "cuda":
         peak = gpu_peak(device, precision)
-        return peak, f"{torch.cuda.get_device_name(device)} {precision} from the table in tinygpt/flops.py"
+        return (
+            peak,
+            f"{torch.cuda.get_device_name(device)} {precision} from the table in tinygpt/training/flops.py",
+        )
     if device.type == "cpu":
         return cpu_peak(), f"measured: fp32 2048x2048 matmul, {torch.get_num_threads()} threads"
     return None, f"no peak known for {device.type}"

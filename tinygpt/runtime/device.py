@@ -7,8 +7,8 @@ import contextlib
 
 import torch
 
-from tinygpt.distributed import SINGLE_PROCESS, World
 from tinygpt.errors import UserError
+from tinygpt.runtime.distributed import SINGLE_PROCESS, World
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> dtype

@@ -28,8 +28,8 @@ from functools import partial
 import torch
 
 from tinygpt.errors import UserError
-from tinygpt.state import TrainState
-from tinygpt.step import Forward, StepSettings, StepStats, apply_update, train_step
+from tinygpt.training.state import TrainState
+from tinygpt.training.step import Forward, StepSettings, StepStats, apply_update, train_step
 
 log = logging.getLogger("tinygpt")
 

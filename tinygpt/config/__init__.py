@@ -1,0 +1,2 @@
+"""Configuration: where the config tree lives and its schemas, the command line before Hydra reads it,
+JSON configs, and reading stored (untrusted) configs."""

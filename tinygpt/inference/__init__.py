@@ -1,0 +1,1 @@
+"""Inference: loading a run to sample from, the KV cache, the decode loop and the samplers."""

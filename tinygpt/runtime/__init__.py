@@ -1,0 +1,1 @@
+"""Runtime: device and precision, distributed processes, progress display."""
