@@ -1,7 +1,17 @@
-"""Helper of benchmarks/vs_nanogpt.sh: the matmul peak, and the markdown table from the runs' own logs.
+"""TinyGPT's and nanoGPT's figures, read out of each program's own logs: the reading side of
+benchmarks/vs_nanogpt.sh (the side-by-side table) and benchmarks/gpu.sh (one figure per call).
 
     python benchmarks/vs_nanogpt.py peak --device cpu       # FLOP/s of a 2048x2048 fp32 matmul
     python benchmarks/vs_nanogpt.py table WORK --peak 2.1e11 --peak 2.2e11 --text tinyshakespeare.txt
+    python benchmarks/vs_nanogpt.py nano-train LOG     # nanoGPT train.py: median ms/iter, 3 first left out
+    python benchmarks/vs_nanogpt.py nano-bench LOG     # nanoGPT bench.py: its "time per iteration" in ms
+    python benchmarks/vs_nanogpt.py nano-mfu LOG       # nanoGPT bench.py: its MFU, against 989 TFLOP/s
+    python benchmarks/vs_nanogpt.py ours JSON          # tinygpt.bench --json: ms, tok/s, MFU, memory
+    python benchmarks/vs_nanogpt.py field JSON KEY     # one value of that JSON ("n/a" if missing)
+    python benchmarks/vs_nanogpt.py ratio A B          # A / B to two decimals ("n/a" unless both are numbers)
+
+Each reader prints one figure (or a row's cells), "n/a" where the log or JSON lacks it, so that a row of
+a budgeted GPU call that was cut short still prints.
 
 WORK is the script's work directory: ``rows.tsv`` (per training row: name, n_layer, n_embd, block, batch,
 steps), ``wall.tsv`` (row, program, round, seconds), per row and round nanoGPT's log
@@ -19,6 +29,7 @@ from pathlib import Path
 
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss \S+, time ([\d.]+)ms", re.MULTILINE)
 NANOGPT_BENCH = re.compile(r"time per iteration: ([\d.]+)ms")
+NANOGPT_MFU = re.compile(r"MFU: ([\d.]+)%")
 TINYGPT_BENCH = re.compile(r"([\d,.]+) ?(tok/s|tokens/s|ms)")
 PROGRAMS = ("ng", "tg")  # nanoGPT, TinyGPT
 HEADER = (
@@ -154,6 +165,67 @@ def table(work: Path, peak: float, vocab: int) -> None:
     print("\n" + "\n".join(notes))
 
 
+def read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def nano_train(log: str) -> str:
+    """Median ms per iteration of nanoGPT's train.py, its first 3 logged iterations (compilation) left out."""
+    times = [float(ms) for _, ms in NANOGPT_ITER.findall(log)]
+    return f"{statistics.median(times[3:]):.2f}" if len(times) > 3 else "n/a"
+
+
+def nano_bench(log: str) -> str:
+    found = NANOGPT_BENCH.findall(log)
+    return f"{float(found[-1]):.2f}" if found else "n/a"
+
+
+def nano_mfu(log: str, peak_tflops: float = 989.0) -> str:
+    """bench.py's MFU is against an A100's 312 TFLOP/s: restated against ``peak_tflops`` (H100/H200 bf16)."""
+    found = NANOGPT_MFU.findall(log)
+    return f"{float(found[-1]) * 312 / peak_tflops:.1f}%" if found else "n/a"
+
+
+def ours(path: str) -> str:
+    """'ms | tok/s | MFU | peak MiB' of a tinygpt.bench JSON, or n/a when the run left none."""
+    try:
+        r = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "n/a | n/a | n/a | n/a"
+    mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "n/a"
+    return (
+        f"{r['ms_per_step']:.2f} | {r['tokens_per_s']:,.0f} | {mfu} | {r['peak_memory_bytes'] / 2**20:,.0f}"
+    )
+
+
+def field(path: str, key: str) -> str:
+    try:
+        return str(json.loads(Path(path).read_text(encoding="utf-8"))[key])
+    except (OSError, ValueError, KeyError):
+        return "n/a"
+
+
+def ratio(a: str, b: str) -> str:
+    try:
+        return f"{float(a) / float(b):.2f}x"
+    except (ValueError, ZeroDivisionError):
+        return "n/a"
+
+
+# reader -> (what it takes, how it reads)
+READERS = {
+    "nano-train": (["log"], lambda log: nano_train(read(log))),
+    "nano-bench": (["log"], lambda log: nano_bench(read(log))),
+    "nano-mfu": (["log"], lambda log: nano_mfu(read(log))),
+    "ours": (["json"], ours),
+    "field": (["json", "key"], field),
+    "ratio": (["a", "b"], ratio),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -162,8 +234,15 @@ def main() -> None:
     tab.add_argument("work", type=Path)
     tab.add_argument("--peak", type=float, action="append", required=True, help="FLOP/s (the best is used)")
     tab.add_argument("--text", type=Path, required=True, help="the character corpus (its vocabulary)")
+    for name, (takes, _) in READERS.items():
+        reader = sub.add_parser(name)
+        for arg in takes:
+            reader.add_argument(arg)
     args = parser.parse_args()
-    if args.cmd == "peak":
+    if args.cmd in READERS:
+        takes, reader = READERS[args.cmd]
+        print(reader(*(getattr(args, arg) for arg in takes)))
+    elif args.cmd == "peak":
         print(f"{matmul_peak(args.device):.4g}")
     else:
         measured = ", ".join(f"{p / 1e9:.0f}" for p in args.peak)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# TinyGPT vs nanoGPT on one machine, the two programs alternating; prints a markdown table
-# (benchmarks/RESULTS.md, issue 11). nanoGPT's code is never part of this repository: pass a checkout.
+# TinyGPT vs nanoGPT on one machine, the two programs alternating: the whole training command (its
+# step time, wall time and share of the matmul peak) and sampling; prints a markdown table
+# (benchmarks/RESULTS.md, "TinyGPT vs nanoGPT"). nanoGPT's code is never part of this repository: pass a
+# checkout (benchmarks/nanogpt_copy.sh makes the working copy).
 #
 #   bash benchmarks/vs_nanogpt.sh NANOGPT_DIR [--device cpu|cuda] [--steps N] [--rounds R]
 #
@@ -8,8 +10,8 @@
 # sampling 500 tokens at batch 1 from those runs; with --device cuda also the GPT-2 124M shape and
 # the bare step (nanoGPT's bench.py vs `python -m tinygpt.bench`, where that command exists).
 # Env: SHAKESPEARE (a local tinyshakespeare.txt; default ../shared/data/tinyshakespeare.txt), PYTHON
-# (default python; torch and numpy for nanoGPT, tinygpt's dependencies). The user's checkout is only
-# read: its code is copied into a temp dir, where prepare.py finds input.txt and downloads nothing.
+# (default python; torch and numpy for nanoGPT, tinygpt's dependencies). The table is printed last and
+# kept as table.md in the work directory named on its last line, beside every log.
 set -euo pipefail
 
 usage() { echo "usage: $0 NANOGPT_DIR [--device cpu|cuda] [--steps N] [--rounds R]" >&2; exit 2; }
@@ -26,14 +28,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $DEVICE == cpu || $DEVICE == cuda ]] || usage
-[[ -d $NG_SRC ]] || die "no directory '$NG_SRC': pass a checkout of karpathy/nanoGPT"
-for f in train.py sample.py bench.py model.py configurator.py config/train_shakespeare_char.py \
-  data/shakespeare_char/prepare.py; do
-  [[ -f $NG_SRC/$f ]] || die "'$NG_SRC' is not a nanoGPT checkout (no $f)"
-done
 SHAKESPEARE=${SHAKESPEARE:-../shared/data/tinyshakespeare.txt}
 [[ -f $SHAKESPEARE ]] || die "no tiny-shakespeare at '$SHAKESPEARE' (set SHAKESPEARE=FILE)"
-SHAKESPEARE=$(realpath "$SHAKESPEARE")
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python}
 HELPER=$REPO/benchmarks/vs_nanogpt.py
@@ -41,18 +37,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/vs_nanogpt.XXXXXX")
 NG=$WORK/nanogpt
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" TINYGPT_CACHE=$WORK/cache PYTHONUNBUFFERED=1
 
-# nanoGPT's code (not its data: a checkout may hold GBs of openwebtext) and shakespeare_char data
-mkdir -p "$NG/data/shakespeare_char" "$WORK/stubs"
-cp "$NG_SRC"/*.py "$NG/" && cp -r "$NG_SRC/config" "$NG/"
-cp "$NG_SRC/data/shakespeare_char/prepare.py" "$NG/data/shakespeare_char/"
-cp "$SHAKESPEARE" "$NG/data/shakespeare_char/input.txt"
-for mod in requests tiktoken; do  # imported at the top of prepare.py / sample.py, unused for local char data
-  "$PY" -c "import $mod" 2> /dev/null ||
-    echo "def __getattr__(name): raise ImportError('$mod is not installed (stub from vs_nanogpt.sh)')" \
-      > "$WORK/stubs/$mod.py"
-done
-in_ng() { (cd "$NG" && PYTHONPATH="$WORK/stubs:$PYTHONPATH" "$PY" "$@"); }
-in_ng data/shakespeare_char/prepare.py > /dev/null
+PYTHON=$PY bash "$REPO/benchmarks/nanogpt_copy.sh" "$NG_SRC" "$NG" "$SHAKESPEARE"
+SHAKESPEARE=$(realpath "$SHAKESPEARE")
+in_ng() { (cd "$NG" && "$PY" "$@"); }
 timed() {  # timed ROW PROGRAM ROUND LOG COMMAND...: run it, append its wall seconds to wall.tsv
   local row=$1 prog=$2 rnd=$3 log=$4 start=$EPOCHREALTIME
   shift 4

@@ -275,7 +275,7 @@ CUDA_GRAPH_REFUSALS = {
 @pytest.mark.parametrize("case", CUDA_GRAPH_REFUSALS)
 def test_cuda_graph_where_it_cannot_record_the_step_is_one_line_before_any_file(case, tmp_path):
     """cuda_graph=true records the step on one CUDA device (training/graphs.py GraphedStep, checked on a
-    GPU by benchmarks/step_graph_check.py): elsewhere it says why, and writes no run files."""
+    GPU by benchmarks/cuda_graph_check.py step): elsewhere it says why, and writes no run files."""
     extra, message = CUDA_GRAPH_REFUSALS[case]
     proc = run_cli(*TINY, "cuda_graph=true", *extra, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -251,7 +251,7 @@ class ReplayedByRerunning:
 def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block_size(monkeypatch):
     """cuda_graph=true (training/graphs.py GraphedStep), its CUDA parts replaced: each step's batch goes
     into the tensors the graph reads, the first 2 steps of a shape run eagerly, the third records, a new
-    block size records anew; the run is the eager one's. On a GPU: benchmarks/step_graph_check.py."""
+    block size records anew; the run is the eager one's. On a GPU: benchmarks/cuda_graph_check.py step."""
     import tinygpt.training.graphs as graphs
 
     class NoStream:

@@ -1,6 +1,6 @@
 """Does ``tinygpt.training.step.train_step`` run without a host sync on a GPU? And what does one step cost?
 
-    python benchmarks/step_sync.py            # needs CUDA
+    python benchmarks/train_step_syncs.py            # needs CUDA
 
 For each optimizer and precision it builds a TrainState of the default model on the GPU, warms up,
 then runs steps (one with a NaN loss) under ``torch.cuda.set_sync_debug_mode("error")``: any
@@ -58,7 +58,7 @@ def run(optim: str, precision: str, ema: bool) -> str:
 
 def main() -> None:
     if not torch.cuda.is_available():
-        sys.exit("step_sync.py needs a CUDA GPU")
+        sys.exit("train_step_syncs.py needs a CUDA GPU")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; default model, batch 64 x 128")
     print("| optim | precision | EMA | sync check | skipped of 20 | ms/step |")
     print("|---|---|---|---|---:|---:|")

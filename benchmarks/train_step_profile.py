@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler over a few steps of the training path.
 
-    python benchmarks/profile_step.py [training overrides]      # e.g. the GPT-2 shape on cuda
-    OMP_NUM_THREADS=1 python benchmarks/profile_step.py device=cpu model.bias=false
+    python benchmarks/train_step_profile.py [training overrides]      # e.g. the GPT-2 shape on cuda
+    OMP_NUM_THREADS=1 python benchmarks/train_step_profile.py device=cpu model.bias=false
 
 Builds the job exactly as ``python -m tinygpt.bench`` does (on cuda with GPT-2's 50304 token ids),
 warms up, profiles 5 steps and prints the operators that take the most device time (CPU: self time;

@@ -1,6 +1,6 @@
 """Candidate speed-ups of the CPU training step, timed against the step as it is, alternating.
 
-    python benchmarks/cpu_step_variants.py --rounds 4 --steps 3 --threads 1 model.bias=false
+    python benchmarks/train_step_variants.py --rounds 4 --steps 3 --threads 1 model.bias=false
 
 Builds the training job once (as ``python -m tinygpt.bench`` does, device=cpu) and times ``--steps``
 real training steps per variant, the variants taking turns for ``--rounds`` rounds so that the load

@@ -1,10 +1,12 @@
-"""Training throughput of the real loop (tokens/s from metrics.jsonl) for a few recipes on one device.
+"""Training throughput of the whole loop (evaluation, logging and all) as `python -m tinygpt.train` runs it.
 
-    python benchmarks/train_speed.py                       # CPU: default model, fp32/bf16 x eager/compile
-    python benchmarks/train_speed.py --device cuda --model both --steps 300
+    python benchmarks/train_loop_speed.py                  # CPU: default model, fp32/bf16 x eager/compile
+    python benchmarks/train_loop_speed.py --device cuda --model both --steps 300
 
-Each variant trains ``--steps`` steps of ``tinygpt.training.loop.train`` in a temp dir; the first log interval
-(compile and warm-up) is dropped and the median of the rest is reported.
+Each variant trains ``--steps`` steps of ``tinygpt.training.loop.train`` in a temp dir; the first log
+interval (compile and warm-up) is dropped. Prints one Markdown row per variant: the median tokens/s of
+the other logged intervals (from metrics.jsonl) and the wall time of the whole run. The bare step, without
+the loop around it, is ``python -m tinygpt.bench``.
 """
 
 import argparse

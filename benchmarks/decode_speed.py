@@ -14,9 +14,9 @@ Each model runs on one thread and on torch's default number: decoding is many sm
 ops, and on a busy machine threads that wait for each other can cost more than they bring. The load
 average is printed alongside.
 
-    python benchmarks/generate_speed.py                  # 500 new tokens, both models
-    python benchmarks/generate_speed.py --tokens 50      # a quick look
-    python benchmarks/generate_speed.py --device cuda    # on a GPU (threads do not apply there)
+    python benchmarks/decode_speed.py                  # 500 new tokens, both models
+    python benchmarks/decode_speed.py --tokens 50      # a quick look
+    python benchmarks/decode_speed.py --device cuda    # on a GPU (threads do not apply there)
 
 The table is printed at the end, as the last lines of the output.
 """
