@@ -182,7 +182,7 @@ ERRORS = {
     "text and data": (["run={run}", "text={unseen}", "data=tiny"], "not both"),
     "unsafe data target": (
         ["run={unsafe}"],
-        "'tinygpt.training.checkpoint.save_checkpoint'; only one of tinygpt.data's loaders",
+        "'tinygpt.training.checkpoint.save_checkpoint', which is not one of TinyGPT's data components",
     ),
 }
 

@@ -5,30 +5,23 @@ call a resolver when the config is resolved, and ``oc.create`` turns a string in
 its own ``_target_``, after every check of the file. So:
 
 - ``check_data``: plain JSON values only, and no key or string, at any depth, holding ``${``;
-- ``check_targets``: every ``_target_`` is defined inside SAFE_TARGETS (for configs that build a model),
-  or is one of DATA_TARGETS, by name, for a data config;
+- ``check_targets``: every ``_target_`` is, by its exact name, a component of the config groups the
+  config is for (``tinygpt.config.components``: the model's parts for a model config, the data loaders
+  for a data config), or lives in a module the user trusts explicitly (TINYGPT_TRUSTED_MODULES);
 - ``instantiate_data``: both checks, then both again on exactly what ``instantiate`` receives, which
   then has nothing left to resolve.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from tinygpt.config.components import TRUST_VARIABLE, group_targets, is_trusted, known_components
+from tinygpt.config.overrides import parse_override
 from tinygpt.errors import UserError
 
-# Where everything a stored model config instantiates must be defined. Narrower than "tinygpt." /
-# "torch.": those also hold functions that write files (tinygpt.training.checkpoint.save_checkpoint) or fetch
-# and run code (torch.hub.load).
-SAFE_TARGETS = ("tinygpt.model.", "torch.nn.")
-# The only targets a stored data config may name (tinygpt.eval reloads a run's data): the loaders of
-# the ``data`` groups, exactly (tinygpt.data also holds functions that write). Its tokenizer node is
-# never built: the run's saved tokenizer encodes the text.
-DATA_TARGETS = frozenset(
-    {"tinygpt.data.load_text_data", "tinygpt.data.load_embedded", "tinygpt.data.load_downloaded"}
-)
 SCALARS = (str, int, float, bool, type(None))
 INTERPOLATION = "${"  # how OmegaConf tells an interpolation from a plain string
 
@@ -67,42 +60,51 @@ def refuse_interpolation(source: str, where: str) -> None:
     )
 
 
-def check_targets(config: Any, source: str, key: str = "", loaders: bool = False) -> None:
-    """Refuse any ``_target_``, at any depth, not defined inside SAFE_TARGETS (or, with ``loaders``,
-    not one of DATA_TARGETS): instantiating runs it."""
-    allowed: Callable[[Any], bool] = DATA_TARGETS.__contains__ if loaders else is_safe_target
-    what = (
-        f"one of tinygpt.data's loaders ({', '.join(sorted(DATA_TARGETS))})"
-        if loaders
-        else f"what is defined inside {' or '.join(t.rstrip('.') for t in SAFE_TARGETS)}"
-    )
+def check_targets(config: Any, source: str, key: str = "", group: str = "model") -> None:
+    """Refuse any ``_target_``, at any depth, that is not a component of ``group`` (the model: its groups
+    model and model/*; data: the loaders of conf/data/ alone, never a tokenizer's trainer) nor in a
+    trusted module: instantiating runs it."""
+    allowed = group_targets(group) if group == "model" else group_targets(group, nested=False)
     for dotted, node in nodes(config, key):
-        if isinstance(node, dict) and "_target_" in node and not allowed(node["_target_"]):
-            raise UserError(
-                f"{source}: {dotted}._target_ asks to build {node['_target_']!r}; only {what} "
-                "is built from a stored config"
-            )
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        target = node["_target_"]
+        if target in allowed or (isinstance(target, str) and is_trusted(target)):
+            continue
+        raise UserError(
+            f"{source}: {dotted}._target_ asks to build {target!r}, which is not one of TinyGPT's {group} "
+            f"components (conf/{group}/); a stored config builds nothing else. If it is your own class "
+            f"and you trust this run, list its module in {TRUST_VARIABLE}"
+        )
 
 
-def is_safe_target(target: Any) -> bool:
-    """The path must start inside SAFE_TARGETS (so looking it up imports nothing else) and what it
-    names must be defined there: "tinygpt.model.gpt.torch.hub.load" reaches torch.hub through an import."""
-    if not (isinstance(target, str) and target.startswith(SAFE_TARGETS)):
-        return False
-    try:
-        module = getattr(get_object(target), "__module__", None) or ""
-    except Exception:
-        return False  # names nothing; refused rather than reported, it came from an untrusted file
-    return f"{module}.".startswith(SAFE_TARGETS)
+def check_override_targets(overrides: list[str], source: str) -> None:
+    """Refuse a stored override (a resume composes the run's saved command line again) that sets a
+    ``_target_`` TinyGPT's config tree does not name, as a value or inside a dict value, unless the
+    user trusts its module: composing and building it would import and call it."""
+    for text in overrides:
+        parsed = parse_override(text)
+        if parsed is None:
+            continue  # Hydra refuses it when it composes the overrides
+        key, value = parsed.key_or_group, parsed.value()
+        value = {"_target_": value} if key.split(".")[-1] == "_target_" else value
+        for dotted, node in nodes(value, key.removesuffix("._target_")):
+            target = node.get("_target_") if isinstance(node, dict) else None
+            if target is not None and not (target in known_components() or is_trusted(str(target))):
+                raise UserError(
+                    f"{source}: the saved override {text!r} sets {dotted}._target_ to {target!r}, which is "
+                    f"not one of TinyGPT's components; a resume builds nothing else. If it is your own "
+                    f"class and you trust this run, list its module in {TRUST_VARIABLE}"
+                )
 
 
-def instantiate_data(config: dict[str, Any], source: str, key: str, loaders: bool = False) -> Any:
+def instantiate_data(config: dict[str, Any], source: str, key: str, group: str = "model") -> Any:
     """``instantiate`` a stored config (``key``: where it sits in the file) that passes both checks;
-    ``loaders``: a data config, whose targets must be DATA_TARGETS."""
+    ``group``: whose components it may build ("model", or "data" for a data loader)."""
     check_data(config, source, key)
-    check_targets(config, source, key, loaders)
+    check_targets(config, source, key, group)
     node = OmegaConf.create(config)
     received = OmegaConf.to_container(node, resolve=False)  # what instantiate gets, read without resolving
     check_data(received, source, key)
-    check_targets(received, source, key, loaders)
+    check_targets(received, source, key, group)
     return instantiate(node)  # it resolves its input: with no interpolation left, that changes nothing

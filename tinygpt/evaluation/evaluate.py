@@ -40,7 +40,7 @@ def split_tokens(cfg: DictConfig, run: LoadedRun) -> np.ndarray:
         data_cfg = {**data_cfg, "cache_dir": cfg.cache_dir}  # never a folder named by the run directory
     # The run's tokenizer replaces the config's (which would train a new one on the text).
     loader = {key: value for key, value in data_cfg.items() if key != "tokenizer"}
-    load_data = instantiate_data({**loader, "_partial_": True}, source, "data", loaders=True)
+    load_data = instantiate_data({**loader, "_partial_": True}, source, "data", group="data")
     try:
         data = load_data(tokenizer=run.tokenizer, min_tokens=2)
     except TypeError as exc:  # a key the loader does not take

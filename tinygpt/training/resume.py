@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from tinygpt.config.overrides import override_key
 from tinygpt.config.schema import flat_items, resolved
-from tinygpt.config.untrusted import check_data
+from tinygpt.config.untrusted import check_data, check_override_targets
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.state import check_checkpoint
@@ -120,6 +120,7 @@ def saved_overrides(ckpt: dict[str, Any], run_dir: Path) -> list[str]:
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise UserError(f"{source}: the run's overrides are not a list of text; the file is damaged")
     check_data(overrides, source)  # stored data: an interpolation there is refused, never resolved
+    check_override_targets(overrides, source)  # and it builds only TinyGPT's components (or trusted ones)
     per_command = ("hydra", "resume")  # where this command runs and how: never taken from the record
     return [o for o in overrides if override_key(o).split(".")[0] not in per_command]
 
