@@ -90,8 +90,7 @@ class TrainSchema:
     )
     resume: Any = key(
         False,
-        "true: continue the run in hydra.run.dir from its ckpt.pt; auto: continue if there is one, else "
-        "start fresh (for requeued jobs)",
+        "true: continue hydra.run.dir's run from its ckpt.pt; auto: continue if there is one, else start",
         Check(lambda v: v in (True, False, "auto"), "true, false or auto"),
         on_resume=CHANGEABLE,
     )
@@ -108,8 +107,7 @@ class TrainSchema:
     )
     cuda_graph: bool = key(
         False,
-        "record the whole step (forward, backward, update) once as a CUDA graph and replay it: one CUDA "
-        "device, optim=adamw, bf16/fp32; with or without compile",
+        "replay the whole step as one CUDA graph: one CUDA device, optim=adamw, bf16/fp32",
         on_resume=CHANGEABLE,
     )
     grad_checkpointing: bool = key(
@@ -140,8 +138,7 @@ class TrainSchema:
     )
     init_from: str | None = key(
         None,
-        "a Hugging Face transformers folder (GPT-2, Llama, Mistral, Qwen3, GPT-NeoX shapes): model config, "
-        "weights and tokenizer come from it, then training goes on as usual",
+        "start from a Hugging Face transformers folder (GPT-2, Llama, Mistral, Qwen3, GPT-NeoX shapes)",
     )
     # the config groups, composed from conf/<group>/*.yaml (their keys: docs/keys.md)
     model: Any = MISSING
