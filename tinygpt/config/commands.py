@@ -26,8 +26,7 @@ from tinygpt.config.keys import (
     key,
     one_of,
 )
-from tinygpt.config.schema import TrainSchema
-from tinygpt.runtime.device import DEVICES, DTYPES
+from tinygpt.config.schema import DEVICES, PRECISIONS, TrainSchema
 
 CHECKPOINT_NAMES = ("latest", "best")  # tinygpt.inference.run.CHECKPOINTS maps them to files
 SPLITS = ("val", "train")  # tinygpt.evaluation.evaluate.SPLITS
@@ -99,7 +98,7 @@ class EvalSchema:
     batch_size: int = key(16, "windows per forward pass", POSITIVE)
     device: str = key("auto", DEVICE, one_of(DEVICES))
     precision: str = key(
-        "fp32", "fp32 | bf16 | fp16 (autocast; the loss itself is summed in fp32/fp64)", one_of(DTYPES)
+        "fp32", "fp32 | bf16 | fp16 (autocast; the loss itself is summed in fp32/fp64)", one_of(PRECISIONS)
     )
     cache_dir: str = key("${oc.env:TINYGPT_CACHE,'~/.cache/tinygpt'}", "token cache for the run's data")
     out: str | None = key(None, "also write the JSON to this file (refused if it exists)")

@@ -11,7 +11,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from tinygpt.config.keys import ON_RESUME, POSITIVE, Check, check_values, checks_of, key
 from tinygpt.errors import UserError
-from tinygpt.runtime.device import DEVICES, DTYPES
 
 
 def conf_dir() -> str:
@@ -32,8 +31,11 @@ class Choice(str, Enum):
         return self.value
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")  # auto: cuda if available, else cpu (tinygpt.runtime.device)
+PRECISIONS = ("fp32", "bf16", "fp16")  # autocast dtypes (tinygpt.runtime.device.DTYPES)
+
 Device = Choice("Device", {name: name for name in DEVICES})
-Precision = Choice("Precision", {name: name for name in DTYPES})
+Precision = Choice("Precision", {name: name for name in PRECISIONS})
 CompileMode = Choice("CompileMode", {m: m for m in ("default", "reduce-overhead", "max-autotune")})
 
 
