@@ -47,7 +47,7 @@ def notes(command: str) -> list[str]:
         return ["Every training key and group works here too: python -m tinygpt.train --help lists them."]
     if command == "eval":
         return [
-            "data=<group> with its keys (data=text data.path=FILE): a split of another corpus, tokenized by",
+            "data=GROUP with its keys (data=text data.path=FILE): a split of another corpus, tokenized by",
             "the run's tokenizer, instead of the run's own data.",
         ]
     return []
