@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from tinygpt.config.commands import SCHEMAS, GenerateSchema, own_keys
 from tinygpt.config.help import help_text, own_rows
-from tinygpt.config.keys import POSITIVE, check_values, checks_of, key
+from tinygpt.config.keys import CHANGEABLE, ON_RESUME, POSITIVE, check_values, checks_of, key
 from tinygpt.config.reference import reference
 from tinygpt.config.schema import TrainSchema
 from tinygpt.errors import UserError
@@ -63,7 +63,7 @@ def test_the_step_settings_default_to_the_training_configs_values():
 
 
 def test_what_a_resume_may_change_follows_the_declarations():
-    declared = {f.name for f in fields(TrainSchema) if f.metadata.get("on_resume") == "changeable"}
+    declared = {f.name for f in fields(TrainSchema) if f.metadata.get(ON_RESUME) == CHANGEABLE}
     assert {"max_steps", "eval_interval", "device", "logger"} <= declared
     assert all(changeable(name) for name in declared) and changeable("logger.project")
     assert not any(

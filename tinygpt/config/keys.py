@@ -6,6 +6,7 @@ cannot say (a range, a set of words, "text, not a number") is the field's ``chec
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
@@ -16,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from tinygpt.errors import UserError
 
 MEANING, CHECK, ON_RESUME = "help", "check", "on_resume"
+CHANGEABLE = "changeable"  # on_resume: a resume may change the key; any other key is the run's recipe
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,12 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # not nan
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def one_of(choices: Iterable[str]) -> Check:
     names = tuple(str(c) for c in choices)
-    return Check(lambda v: str(v) in names if isinstance(v, str) else False, f"one of {', '.join(names)}")
+    return Check(lambda v: isinstance(v, str) and v in names, f"one of {', '.join(names)}")
 
 
 POSITIVE = Check(lambda v: is_int(v) and v >= 1, "a positive integer")
@@ -83,7 +85,7 @@ def checks_of(schema: type) -> dict[str, Check]:
 
 def changeable_on_resume(schema: type) -> tuple[str, ...]:
     """The keys a resume may change (declared ``on_resume="changeable"``)."""
-    return tuple(f.name for f in fields(schema) if f.metadata.get(ON_RESUME) == "changeable")
+    return tuple(f.name for f in fields(schema) if f.metadata.get(ON_RESUME) == CHANGEABLE)
 
 
 def check_values(cfg: DictConfig, checks: dict[str, Check]) -> None:

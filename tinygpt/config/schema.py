@@ -9,7 +9,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from tinygpt.config.keys import ON_RESUME, POSITIVE, Check, check_values, checks_of, key
+from tinygpt.config.keys import CHANGEABLE, ON_RESUME, POSITIVE, Check, check_values, checks_of, key
 from tinygpt.errors import UserError
 
 
@@ -39,7 +39,6 @@ Precision = Choice("Precision", {name: name for name in PRECISIONS})
 CompileMode = Choice("CompileMode", {m: m for m in ("default", "reduce-overhead", "max-autotune")})
 
 
-CHANGEABLE = "changeable"  # on_resume: a resume may change it; every other key is the run's recipe
 NON_NEGATIVE = Check(lambda v: v >= 0, ">= 0")
 
 
