@@ -4,24 +4,36 @@ import json
 
 import pytest
 from conftest import TINY, build_model, run_cli
+from hydra import compose, initialize_config_dir
 
-from tinygpt.bench import main
+from tinygpt.bench import bench_args, cli, parse_args
+from tinygpt.config.schema import conf_dir
 from tinygpt.training.flops import flops_per_token
+
+
+def main(args: list[str]) -> dict:
+    """``python -m tinygpt.bench ARGS`` in this process, its command line read as the command reads it."""
+    overrides = bench_args(args)  # checks the keys, with Hydra's own config loader
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        cfg = compose("bench", overrides=overrides)
+    return cli(cfg)
 
 
 def test_bench_times_the_training_path_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    result = main(["--steps", "2", "--warmup", "1", "--peak-tflops", "1", "--json", str(out), *TINY])
+    result = main(["steps=2", "warmup=1", "peak_tflops=1", f"json={out}", *TINY])
     assert json.loads(out.read_text()) == result
     assert result["ms_per_step"] > 0 and result["tokens_per_s"] > 0
     vocab = 74  # characters of the embedded corpus
     assert (
         result["flops_per_step"] == flops_per_token(build_model(vocab_size=vocab), 32) * 4 * 32
     )  # batch 4 x 32
-    assert 0 < result["mfu"] < 1 and result["peak_source"] == "--peak-tflops"
+    assert 0 < result["mfu"] < 1 and result["peak_source"] == "peak_tflops"
     assert result["model"] == "2L-4H-32E, block 32" and result["precision"] == "fp32"
     table = capsys.readouterr().out.splitlines()
-    padded = main(["--steps", "1", "--warmup", "0", "--peak-tflops", "1", "--vocab-size", "512", *TINY])
+    padded = main(
+        ["--steps", "1", "--warmup", "0", "--peak-tflops", "1", "--vocab-size", "512", *TINY]
+    )  # as once typed
     assert padded["params"] - result["params"] == (512 - vocab) * 32  # a wider (tied) embedding and head
     assert table[0].startswith("| device |") and table[2].startswith("| cpu, ")
 
@@ -38,8 +50,29 @@ def test_flops_per_token_counts_every_matmul_and_attention():
     assert flops_per_token(windowed, T) == 6 * (12 * L * d * d + V * d) + 12 * L * d * 8
 
 
+def test_the_former_options_mean_the_keys_and_training_overrides_pass_beside_them():
+    args = ["--steps", "50", "model=llama", "--json", "b.json", "--eager-update", "n_layer=3"]
+    assert bench_args(args) == [
+        "steps='50'",
+        "model=llama",
+        "json='b.json'",
+        "eager_update=true",
+        "model.n_layer=3",
+    ]
+    assert parse_args(args) == (
+        ["steps='50'", "json='b.json'", "eager_update=true"],
+        ["model=llama", "model.n_layer=3"],
+    )
+
+
 @pytest.mark.parametrize(
-    ("args", "message"), [(["--stepz", "3"], "unknown option --stepz"), (["--steps", "0"], "--steps")]
+    ("args", "message"),
+    [
+        (["--stepz", "3"], "unknown option --stepz"),
+        (["--steps", "0"], "steps must be a positive integer, got 0"),
+        (["stepz=3"], "unknown key stepz; did you mean steps?"),
+        (["warmup=-1"], "warmup must be >= 0"),
+    ],
 )
 def test_bench_mistakes_are_one_line(args, message):
     proc = run_cli(*args, *TINY, module="tinygpt.bench")

@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 from conftest import REPO, TINY, run_cli
+from hydra import compose, initialize_config_dir
 
+from tinygpt.config.argv import report_args
+from tinygpt.config.schema import conf_dir
 from tinygpt.evaluation.report import differing_settings, load_runs, loss_figure, summarize
-from tinygpt.report import main
+from tinygpt.report import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -28,6 +31,14 @@ def make_run(path, *, config=None, records=(), overrides=None, ckpt=True, error=
     if error is not None:
         (path / "error.txt").write_text(error + "\n")
     return path
+
+
+def run_report(args: list[str]) -> None:
+    """``python -m tinygpt.report ARGS`` in this process: the command line read as the command reads it."""
+    overrides = report_args(args)
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
+        cfg = compose("report", overrides=overrides)
+    cli(cfg)
 
 
 def finished(best: float, max_steps: int = 4, **extra) -> dict:
@@ -76,7 +87,7 @@ def test_report_on_a_real_two_job_sweep(tmp_path):
 
     png = (sweep / "loss_curves.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
-    main([str(sweep), "--logy", "--out", str(tmp_path / "logy")])
+    run_report([str(sweep), "--logy", "--out", str(tmp_path / "logy")])
     assert (tmp_path / "logy" / "loss_curves.png").read_bytes() != png
 
 
@@ -113,7 +124,7 @@ def test_status_and_order_failed_runs_last(tmp_path, capsys):
     make_run(tmp_path / "d", **finished(1.5, max_steps=10), ckpt=False)  # died before its first checkpoint
     make_run(tmp_path / "e", **finished(2.2, max_steps=10))  # checkpointed, not done yet
     make_run(tmp_path / "f", config={"max_steps": 10}, records=[{"step": 1, "train_loss": 4.0}])
-    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    run_report([str(tmp_path), "--out", str(tmp_path / "out")])
 
     report = (tmp_path / "out" / "report.md").read_text()
     rows = table_rows(report)
@@ -137,14 +148,14 @@ def test_bits_per_byte_column_shows_each_runs_best_val_bpb_when_any_run_logged_i
     ] + [{"step": 3, "val_loss": float("nan")}]  # a diverged eval: not the best
     make_run(tmp_path / "a", **with_bpb)
     make_run(tmp_path / "b", **finished(2.5))  # trained before val_bpb was logged
-    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    run_report([str(tmp_path), "--out", str(tmp_path / "out")])
     report = (tmp_path / "out" / "report.md").read_text()
     header = report.splitlines()[2]
     assert [cell.strip() for cell in header.strip("|").split("|")][4:6] == ["best val", "best val bpb"]
     assert [row[4:6] for row in table_rows(report)] == [["2.0000", "1.8500"], ["2.5000", "—"]]
     assert "bits per byte" in report
 
-    main([str(tmp_path / "b"), "--out", str(tmp_path / "out_b")])
+    run_report([str(tmp_path / "b"), "--out", str(tmp_path / "out_b")])
     assert "bpb" not in (tmp_path / "out_b" / "report.md").read_text()  # no run has it: no column
 
 
@@ -154,7 +165,7 @@ def test_runs_that_all_log_bits_per_byte_are_ranked_by_it(tmp_path):
         run = finished(loss)
         run["records"] = [{**r, "val_bpb": bpb} if "val_loss" in r else r for r in run["records"]]
         make_run(tmp_path / name, **run)
-    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    run_report([str(tmp_path), "--out", str(tmp_path / "out")])
     report = (tmp_path / "out" / "report.md").read_text()
     assert [row[0] for row in table_rows(report)] == ["bpe (best)", "char"]
     assert "best: the lowest best val bpb" in report
@@ -174,7 +185,7 @@ def test_a_corrupt_metrics_line_is_skipped_with_a_warning(tmp_path, capsys):
         **finished(2.0),
         lines=['{"step": 5, "train_loss": 1.', "[1, 2]", '{"step": 6, "val_loss": 1.75}'],
     )
-    main([str(run), "--out", str(tmp_path)])
+    run_report([str(run), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert f"{run / 'metrics.jsonl'}:6 is not a metrics record" in err
     assert f"{run / 'metrics.jsonl'}:7 is not a metrics record" in err
@@ -190,7 +201,7 @@ def test_wall_time_from_record_times_or_file_mtimes(tmp_path):
     (untimed / ".hydra" / "config.yaml").write_text("max_steps: 4\n")
     os.utime(untimed / ".hydra" / "config.yaml", (5000, 5000))
     os.utime(untimed / "metrics.jsonl", (5000 + 2 * 3600 + 5 * 60, 5000 + 2 * 3600 + 5 * 60))
-    main([str(tmp_path), "--out", str(tmp_path)])
+    run_report([str(tmp_path), "--out", str(tmp_path)])
 
     report = (tmp_path / "report.md").read_text()
     assert [row[7] for row in table_rows(report)] == ["1m 15s", "2h 05m *"]
@@ -204,7 +215,7 @@ def test_without_matplotlib_the_markdown_is_still_written(tmp_path, monkeypatch,
         monkeypatch.setitem(sys.modules, module, None)
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
-    main([str(run)])  # given run directories, the report goes to the current directory
+    run_report([str(run)])  # given run directories, the report goes to the current directory
     assert "pip install -e '.[report]' in the checkout" in capsys.readouterr().out
     assert "loss_curves.png" not in (tmp_path / "cwd" / "report.md").read_text()
     assert os.listdir(tmp_path / "cwd") == ["report.md"]
@@ -234,7 +245,7 @@ def test_bad_paths_get_one_clear_line(tmp_path):
 def test_a_diverged_run_reads_back_as_nan_not_as_its_last_good_value(tmp_path):
     records = [{"step": 2, "val_loss": 2.0}, {"step": 4, "train_loss": None}, {"step": 4, "val_loss": None}]
     make_run(tmp_path / "diverged", config={"max_steps": 4}, records=records)
-    main([str(tmp_path)])
+    run_report([str(tmp_path)])
     row = table_rows((tmp_path / "report.md").read_text())[0]
     assert "nan" in [cell.lower() for cell in row]
     assert "2.0000" in row  # the best val loss is still the finite one
@@ -257,7 +268,7 @@ def test_seeds_folds_the_runs_of_a_setting_into_mean_std_and_range(tmp_path, cap
                                            ("adamw", 2, 1.7), ("adamw", 3, 1.6)]):  # fmt: skip
         make_run(tmp_path / str(i), overrides=[f"optim={opt}", f"seed={seed}"], **finished(best))
     make_run(tmp_path / "5", overrides=["optim=adamw", "seed=4"], **finished(0.5), error="diverged")
-    main([str(tmp_path), "--seeds"])
+    run_report([str(tmp_path), "--seeds"])
 
     report = (tmp_path / "report.md").read_text()
     seeds = report.split("## Over seeds")[1]
@@ -268,3 +279,32 @@ def test_seeds_folds_the_runs_of_a_setting_into_mean_std_and_range(tmp_path, cap
     ]
     assert "optim=adamw, seed=1" in report.split("## Over seeds")[0]  # the per-run table is unchanged
     assert "| optim=adamw | 3 |" in capsys.readouterr().out
+
+
+def test_the_directories_and_former_options_typed_bare_mean_the_keys(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs / "a", **finished(2.0))
+    make_run(runs / "b", **finished(2.5))
+    assert report_args([str(runs / "a"), str(runs / "b"), "--seeds", "--out", "x y", "--logy"]) == [
+        f"paths=['{runs / 'a'}','{runs / 'b'}']",
+        "seeds=true",
+        "out='x y'",
+        "logy=true",
+    ]
+    old = run_cli(str(runs), "--seeds", "--out", str(tmp_path / "old"), module="tinygpt.report")
+    new = run_cli(f"paths=['{runs}']", "seeds=true", f"out={tmp_path / 'new'}", module="tinygpt.report")
+    assert old.returncode == new.returncode == 0, old.stderr + new.stderr
+    assert (tmp_path / "old" / "report.md").read_text() == (tmp_path / "new" / "report.md").read_text()
+    assert "over seeds" in (tmp_path / "new" / "report.md").read_text().lower()
+
+
+def test_an_unknown_option_or_no_directory_gets_one_line():
+    for args, message in [
+        (["runs", "--log-y"], "unknown option --log-y; report's settings"),
+        ([], "paths is required: python -m tinygpt.report SWEEP_DIR"),
+    ]:
+        proc = run_cli(*args, module="tinygpt.report")
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr, (
+            proc.stderr
+        )
+        assert len(proc.stderr.strip().splitlines()) == 1

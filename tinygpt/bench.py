@@ -1,52 +1,52 @@
-"""Training speed on the training code path: ``python -m tinygpt.bench [options] [training overrides]``.
+"""Training speed on the training code path: ``python -m tinygpt.bench [key=value ...]``.
 
     python -m tinygpt.bench                                   # the default model on this machine
-    python -m tinygpt.bench --steps 50 model=llama precision=bf16 device=cuda --json out.json
+    python -m tinygpt.bench steps=50 model=llama precision=bf16 device=cuda json=out.json
 
-The measurement itself is tinygpt/training/speed.py; any training override works, e.g. model=llama.
+Its config is the training config plus bench's own keys (tinygpt/config/commands.py: BenchSchema), so
+any training override works, e.g. model=llama. The measurement itself is tinygpt/training/speed.py.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from tinygpt.errors import UserError, exit_on_user_error
+import hydra
+from omegaconf import DictConfig
+
+from tinygpt.config.argv import BENCH_FLAGS, check_keys, command_line, flags_translated, translate_argv
+from tinygpt.config.commands import check_command, own_keys
+from tinygpt.config.overrides import override_key
+from tinygpt.config.schema import conf_dir
+from tinygpt.errors import exit_on_user_error
 from tinygpt.training.flops import peak_flops
 from tinygpt.training.speed import HEADER, measure, report
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m tinygpt.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included")
-    parser.add_argument("--json", type=Path, help="also write the result to this file")
-    parser.add_argument("--peak-tflops", type=float, help="the device's peak, instead of the table/probe")
-    parser.add_argument(
-        "--vocab-size", type=int, help="build the model with this many token ids (e.g. GPT-2's 50304)"
-    )
-    parser.add_argument(
-        "--eager-update",
-        action="store_true",
-        help="with compile_mode=reduce-overhead, keep the update out of CUDA graphs (to compare)",
-    )
-    args, overrides = parser.parse_known_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        raise UserError("--steps must be >= 1 and --warmup >= 0")
-    unknown = [o for o in overrides if o.startswith("-")]
-    if unknown:
-        raise UserError(f"unknown option {unknown[0]}; training settings go as key=value overrides")
-    return args, overrides
+def bench_args(argv: list[str]) -> list[str]:
+    """The command line as Hydra reads it: bench's former flags (``--steps 50``) as keys, flat training
+    keys as their config keys; a key neither config has is refused with the nearest ones."""
+    args = translate_argv(flags_translated(argv, "bench", BENCH_FLAGS))
+    check_keys(args, "bench")
+    return args
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, overrides = parse_args(argv)
-    raw = measure(overrides, args.steps, args.warmup, args.vocab_size, args.eager_update)
+def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Bench's own overrides, and the training overrides, among ``argv`` (translated as above)."""
+    args = translate_argv(flags_translated(argv, "bench", BENCH_FLAGS))
+    own = own_keys("bench")
+    mine = [a for a in args if override_key(a) in own]
+    return mine, [a for a in args if a not in mine]
+
+
+def cli(cfg: DictConfig) -> dict[str, Any]:
+    """The command, given its composed config: time the steps, print the table row, write ``json``."""
+    check_command("bench", cfg)
+    raw = measure(cfg, cfg.steps, cfg.warmup, cfg.vocab_size, cfg.eager_update)
     peak, source = (
-        (args.peak_tflops * 1e12, "--peak-tflops")
-        if args.peak_tflops
+        (cfg.peak_tflops * 1e12, "peak_tflops")
+        if cfg.peak_tflops
         else peak_flops(raw["device"], str(raw["cfg"].precision))
     )
     result = report(raw, peak, source)
@@ -59,9 +59,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{result['peak_memory_bytes'] / 2**20:,.0f} MiB | {result['warmup_s']:.1f} |"
     )
     print(f"peak: {source}", file=sys.stderr)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+@command_line("bench", bench_args)
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="bench")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    cli(cfg)
 
 
 if __name__ == "__main__":

@@ -17,26 +17,19 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from tinygpt.config.argv import command_line
+from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.evaluation.evaluate import SPLITS, evaluate_run
-from tinygpt.inference.run import check_run_and_device
-from tinygpt.runtime.device import DTYPES
+from tinygpt.evaluation.evaluate import evaluate_run
 
 log = logging.getLogger("tinygpt")
 
 
 def check_keys(cfg: DictConfig) -> None:
-    """Refuse bad values by name before anything is loaded."""
-    check_run_and_device(cfg)
-    if cfg.precision not in DTYPES:
-        raise UserError(f"precision must be one of {', '.join(DTYPES)}, got {cfg.precision!r}")
-    if cfg.split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    if cfg.stride is not None and (not isinstance(cfg.stride, int) or cfg.stride < 1):
-        raise UserError(f"stride must be a positive integer (at most model.block_size), got {cfg.stride!r}")
+    """Refuse bad values by name before anything is loaded: each key's own check (its declaration in
+    tinygpt/config/commands.py), then those between keys."""
+    check_command("eval", cfg)
     if cfg.text is not None and cfg.get("data") is not None:
         raise UserError("give text=FILE or data=<group>, not both: each says what to evaluate")
     if cfg.out is not None and Path(str(cfg.out)).exists():
@@ -78,6 +71,7 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+@command_line("eval")
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -8,21 +8,22 @@ The export itself (what the folder holds, how it is written) is tinygpt/hf/expor
 import gc
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from tinygpt.config.argv import command_line
+from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
-from tinygpt.errors import UserError, exit_on_user_error
+from tinygpt.errors import exit_on_user_error
 from tinygpt.hf.export import export_run
 
 
 def cli(cfg: DictConfig) -> None:
-    for key in ("run", "out"):
-        if OmegaConf.is_missing(cfg, key):
-            raise UserError(f"{key} is required: python -m tinygpt.export run=RUN_DIR out=NEW_FOLDER")
+    check_command("export", cfg)
     out = export_run(cfg.run, cfg.out, cfg.ckpt, cfg.ema)
     print(f"exported {cfg.run} to {out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r})")
 
 
+@command_line("export")
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

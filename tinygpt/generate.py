@@ -8,16 +8,17 @@ import gc
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 import hydra
 from omegaconf import DictConfig
 
+from tinygpt.config.argv import command_line
+from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.inference.engine import describe_context, stream_text
-from tinygpt.inference.run import check_run_and_device, load
-from tinygpt.inference.sampling import check_sampling
+from tinygpt.inference.run import load
 
 log = logging.getLogger("tinygpt")
 
@@ -55,39 +56,11 @@ def stdin_prompt(stdin: BinaryIO) -> str:
         ) from exc
 
 
-def text_value(value: Any, key: str) -> str:
-    """A text value from the command line; Hydra reads some bare words as numbers or booleans."""
-    if not isinstance(value, str):
-        raise UserError(
-            f"{key}={value} was read as {type(value).__name__}, not text; quote it, e.g. '{key}=\"{value}\"'"
-        )
-    return value
-
-
-def static_cache_value(value: Any) -> bool | None:
-    """``static_cache``: auto (None: on CUDA only), true or false."""
-    if value == "auto":
-        return None
-    if not isinstance(value, bool):
-        raise UserError(f"static_cache must be auto, true or false, got {value!r}")
-    return value
-
-
-def compile_value(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"compile must be true or false, got {value!r}")
-    return value
-
-
 def cli(cfg: DictConfig) -> None:
     """The command, given its composed config: check, load the run, sample, print."""
-    check_run_and_device(cfg)
-    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
-    prompt = text_value(cfg.prompt, "prompt")
-    if prompt == "-":
-        prompt = stdin_prompt(sys.stdin.buffer)
-    stop = None if cfg.stop is None else text_value(cfg.stop, "stop")
-    static_cache = static_cache_value(cfg.static_cache)
+    check_command("generate", cfg)
+    prompt = stdin_prompt(sys.stdin.buffer) if cfg.prompt == "-" else cfg.prompt
+    stop = cfg.stop
     model, tokenizer = load(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
     log.info(describe_context(model))
     texts = stream_text(
@@ -103,13 +76,14 @@ def cli(cfg: DictConfig) -> None:
         seed=cfg.seed,
         stop=stop,
         kv_cache=cfg.kv_cache,
-        static_cache=static_cache,
-        compile_step=compile_value(cfg.compile),
+        static_cache=None if cfg.static_cache == "auto" else cfg.static_cache,  # None: on CUDA only
+        compile_step=cfg.compile,
     )
     live = sys.stdout.isatty() and cfg.num_samples == 1
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))
 
 
+@command_line("generate")
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import with_command_line
+from tinygpt.config.argv import command_line, training_args
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
 from tinygpt.runtime.distributed import (
@@ -23,7 +23,7 @@ from tinygpt.training.resume import resumed_config
 log = logging.getLogger("tinygpt")
 
 
-@with_command_line  # flat keys, config_json=FILE and typos handled before Hydra reads the command line
+@command_line("train", training_args)  # --help, flat keys, config_json=FILE and typos, before Hydra
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:

@@ -1,5 +1,5 @@
-"""The training command line before Hydra reads it: what users type out of habit, made to work or
-answered in one line.
+"""Every command's line before Hydra reads it: ``--help`` from the command's schema, and what users type
+out of habit, made to work or answered in one line.
 
 - The product's flat keys (``n_layer=6``, ``optimizer=lion``, ``data_path=books/``,
   ``learning_rate=1e-3``) are translated to their config keys, as in a JSON config.
@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from tinygpt.config.help import help_text
 from tinygpt.config.jsonconfig import (
     FLAT_GROUPS,
     FLAT_VALUES,
@@ -28,6 +29,7 @@ from tinygpt.config.jsonconfig import (
     group_options,
     splice_json_config,
 )
+from tinygpt.config.overrides import hydra_value, override_key
 from tinygpt.config.schema import flat_items
 from tinygpt.errors import UserError, exit_on_user_error
 
@@ -41,19 +43,86 @@ TAKES_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--conf
                "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}  # fmt: skip
 
 
-def with_command_line(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
-    """Wrap a ``@hydra.main`` entry point: translate and check sys.argv (and splice ``config_json=``)
-    before Hydra reads it."""
+def command_line(command: str, prepare: Callable[[list[str]], list[str]] = list) -> Callable:
+    """Wrap a ``@hydra.main`` entry point of ``command``: ``--help`` prints the keys from its schema;
+    otherwise ``prepare`` translates and checks sys.argv before Hydra reads it."""
 
-    @exit_on_user_error
-    @functools.wraps(hydra_main)
-    def main() -> Any:
-        args = splice_json_config(translate_argv(sys.argv[1:]))
-        check_keys(args)
-        sys.argv[1:] = args
-        return hydra_main()
+    def wrap(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
+        @exit_on_user_error
+        @functools.wraps(hydra_main)
+        def main() -> Any:
+            if {"--help", "-h"} & set(sys.argv[1:]):
+                sys.stdout.write(help_text(command))
+                return None
+            sys.argv[1:] = prepare(sys.argv[1:])
+            return hydra_main()
 
-    return main
+        return main
+
+    return wrap
+
+
+def training_args(args: list[str]) -> list[str]:
+    """The training command line: flat keys translated, ``config_json=`` spliced in, keys checked."""
+    args = splice_json_config(translate_argv(args))
+    check_keys(args)
+    return args
+
+
+# The argparse options report and bench once had: option -> (its key, whether it takes a value).
+REPORT_FLAGS = {"--out": ("out", True), "--logy": ("logy", False), "--seeds": ("seeds", False)}
+BENCH_FLAGS = {
+    "--steps": ("steps", True),
+    "--warmup": ("warmup", True),
+    "--json": ("json", True),
+    "--peak-tflops": ("peak_tflops", True),
+    "--vocab-size": ("vocab_size", True),
+    "--eager-update": ("eager_update", False),
+}
+
+
+def flags_translated(args: list[str], command: str, flags: dict[str, tuple[str, bool]]) -> list[str]:
+    """``args`` with a command's former argparse options as key=value (``--steps 50`` -> ``steps=50``,
+    ``--logy`` -> ``logy=true``); Hydra's flags pass; any other option is refused in one line."""
+    out, i = [], 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name in flags:
+            key, takes_value = flags[name]
+            if takes_value and not eq:
+                if i + 1 == len(args):
+                    raise UserError(f"{name} needs a value: type {key}=VALUE")
+                i, value = i + 1, args[i + 1]
+            out.append(f"{key}={hydra_value(value)}" if takes_value else f"{key}=true")
+        elif args[i] in TAKES_VALUE:
+            out += args[i : i + 2]
+            i += 1
+        elif name.startswith("-") and name not in HYDRA_FLAGS:
+            raise UserError(
+                f"unknown option {args[i]}; {command}'s settings, like training's, go as key=value overrides "
+                f"(python -m tinygpt.{command} --help lists them)"
+            )
+        else:
+            out.append(args[i])
+        i += 1
+    return out
+
+
+def report_args(args: list[str]) -> list[str]:
+    """The report's command line as Hydra reads it: the directories typed bare (``SWEEP_DIR``,
+    ``RUN_DIR ...``) become ``paths=[...]``, its former options key=value."""
+    keys = {"paths", "out", "logy", "seeds", "hydra"}
+    args = flags_translated(args, "report", REPORT_FLAGS)
+    paths, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] in TAKES_VALUE:  # --cfg job: the value is not a directory
+            rest += args[i : i + 2]
+            i += 2
+            continue
+        known = args[i].startswith("-") or override_key(args[i]).lstrip("+~").split(".")[0] in keys
+        (rest if known else paths).append(args[i])
+        i += 1
+    return [f"paths={hydra_value(paths)}", *rest] if paths else rest
 
 
 def translate_argv(args: list[str]) -> list[str]:
@@ -102,21 +171,21 @@ def translate(arg: str) -> list[str]:
     return [arg]
 
 
-def check_keys(overrides: list[str]) -> None:
+def check_keys(overrides: list[str], config: str = "train") -> None:
     """Compose the overrides as the run will; a key the config lacks is refused with suggestions."""
     plain = [o for o in overrides if "=" in o and not o.startswith("-")]
     try:
-        config_loader().load_configuration("train", plain, RunMode.RUN, from_shell=False)
+        config_loader().load_configuration(config, plain, RunMode.RUN, from_shell=False)
     except HydraException as exc:
         cause = exc.__cause__
         if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not cause.full_key:
             return  # another problem: Hydra reports it itself, with its own words
-        raise UserError(f"unknown key {cause.full_key}; {suggest(cause.full_key)}") from exc
+        raise UserError(f"unknown key {cause.full_key}; {suggest(cause.full_key, config)}") from exc
 
 
-def suggest(key: str) -> str:
+def suggest(key: str, config: str = "train") -> str:
     """The nearest keys of the default config and group options, as the sentence to show."""
-    cfg = config_loader().load_configuration("train", [], RunMode.RUN, from_shell=False)
+    cfg = config_loader().load_configuration(config, [], RunMode.RUN, from_shell=False)
     keys = [
         k
         for k in flat_items(OmegaConf.to_container(cfg, resolve=False))
@@ -130,5 +199,5 @@ def suggest(key: str) -> str:
     tail = key.rsplit(".", 1)[-1]
     close += [k for k in keys if k.rsplit(".", 1)[-1] == tail and k not in close][:2]
     if not close:
-        return "python -m tinygpt.train --cfg job lists every key"
+        return f"python -m tinygpt.{config} --cfg job lists every key"
     return "did you mean " + " or ".join(close) + "?"

@@ -1,8 +1,7 @@
-"""Where the Hydra config tree lives, the schema of the top-level training keys, and the checks a
-schema cannot express."""
+"""Where the Hydra config tree lives, the training keys (each declared once, with its default, range
+and meaning), and the checks between keys that a single key's declaration cannot express."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from tinygpt.config.keys import CHANGEABLE, ON_RESUME, POSITIVE, Check, check_values, checks_of, key
 from tinygpt.errors import UserError
-from tinygpt.runtime.device import DEVICES, DTYPES
 
 
 def conf_dir() -> str:
@@ -32,52 +31,127 @@ class Choice(str, Enum):
         return self.value
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")  # auto: cuda if available, else cpu (tinygpt.runtime.device)
+PRECISIONS = ("fp32", "bf16", "fp16")  # autocast dtypes (tinygpt.runtime.device.DTYPES)
+
 Device = Choice("Device", {name: name for name in DEVICES})
-Precision = Choice("Precision", {name: name for name in DTYPES})
+Precision = Choice("Precision", {name: name for name in PRECISIONS})
 CompileMode = Choice("CompileMode", {m: m for m in ("default", "reduce-overhead", "max-autotune")})
+
+
+NON_NEGATIVE = Check(lambda v: v >= 0, ">= 0")
 
 
 @dataclass
 class TrainSchema:
-    """The types of the top-level training keys (their values and comments are in conf/train.yaml).
+    """The top-level training keys: each one's default, type, range and meaning, and whether a resume
+    may change it. conf/train.yaml adds the config groups' defaults and Hydra's own node.
 
-    Hydra checks every value against this when it composes the config, command line included, and
-    names the key and the expected type or choices. ``check_train_config`` adds what a type cannot say.
+    Hydra checks every value's type when it composes the config, command line included, and names the
+    key and the expected type or choices; ``check_train_config`` runs the checks declared here and
+    those between keys.
     """
 
-    seed: int = MISSING
-    device: Device = MISSING
-    max_steps: int = MISSING
-    stop_at_val_loss: float | None = MISSING
-    batch_size: int = MISSING
-    grad_accum_steps: int = MISSING
-    grad_clip: float = MISSING
-    eval_interval: int = MISSING
-    eval_iters: int = MISSING
-    log_interval: int = MISSING
-    sample_interval: int = MISSING
-    sample_tokens: int = MISSING
-    ckpt_interval: int = MISSING
-    resume: Any = MISSING  # true | false | auto
-    precision: Precision = MISSING
-    compile: bool = MISSING
-    compile_mode: CompileMode = MISSING
-    cuda_graph: bool = MISSING
-    grad_checkpointing: bool = MISSING
-    label_smoothing: float = MISSING
-    z_loss: float = MISSING
-    ema_decay: float | None = MISSING
-    curriculum_start_block_size: int | None = MISSING
-    curriculum_steps: int | None = MISSING
-    max_skipped_steps: int = MISSING
-    dist_timeout_s: int = MISSING
-    init_from: str | None = MISSING
-    # the config groups, composed from conf/<group>/*.yaml
+    seed: int = key(1337, "seed of the weights' initialization, the batches and the samples")
+    device: Device = key(
+        Device("auto"), "auto | cpu | cuda | mps (auto: cuda if available, else cpu)", on_resume=CHANGEABLE
+    )
+    max_steps: int = key(2000, "optimizer steps", POSITIVE, on_resume=CHANGEABLE)
+    stop_at_val_loss: float | None = key(
+        None, "e.g. 1.47: end the run at the first evaluation whose val loss is <= this", on_resume=CHANGEABLE
+    )
+    batch_size: int = key(
+        64, "sequences per optimizer step (split over grad_accum_steps micro-batches)", POSITIVE
+    )
+    grad_accum_steps: int = key(1, "micro-batches per optimizer step (gradients accumulated)", POSITIVE)
+    grad_clip: float = key(
+        1.0,
+        "max global grad norm; 0 disables clipping",
+        Check(lambda v: v >= 0, ">= 0 (0 disables clipping)"),
+    )
+    eval_interval: int = key(
+        200, "steps between val-loss evaluations (and a final one at the end)", POSITIVE, on_resume=CHANGEABLE
+    )
+    eval_iters: int = key(20, "val batches averaged per evaluation", POSITIVE)
+    log_interval: int = key(
+        10, "steps between train log lines / metrics.jsonl records", POSITIVE, on_resume=CHANGEABLE
+    )
+    sample_interval: int = key(
+        500,
+        "steps between text samples in the log; 0 disables",
+        Check(lambda v: v >= 0, "a non-negative integer (0 disables)"),
+        on_resume=CHANGEABLE,
+    )
+    sample_tokens: int = key(200, "length of those samples", on_resume=CHANGEABLE)
+    ckpt_interval: int = key(
+        "${eval_interval}",
+        "steps between ckpt.pt writes (also written at the end)",
+        POSITIVE,
+        on_resume=CHANGEABLE,
+    )
+    resume: Any = key(
+        False,
+        "true: continue hydra.run.dir's run from its ckpt.pt; auto: continue if there is one, else start",
+        Check(lambda v: v in (True, False, "auto"), "true, false or auto"),
+        on_resume=CHANGEABLE,
+    )
+    precision: Precision = key(
+        Precision("fp32"), "fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler). bf16 is slower on CPU"
+    )
+    compile: bool = key(
+        False, "torch.compile the model (costs 15-20 s up front; pays off on GPU)", on_resume=CHANGEABLE
+    )
+    compile_mode: CompileMode = key(
+        CompileMode("default"),
+        "torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune",
+        on_resume=CHANGEABLE,
+    )
+    cuda_graph: bool = key(
+        False,
+        "replay the whole step as one CUDA graph: one CUDA device, optim=adamw, bf16/fp32",
+        on_resume=CHANGEABLE,
+    )
+    grad_checkpointing: bool = key(
+        False, "recompute each block in backward: less activation memory, ~30% more compute"
+    )
+    label_smoothing: float = key(
+        0.0, "label smoothing of the loss", Check(lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    )
+    z_loss: float = key(0.0, "coefficient of the mean squared log-normalizer (PaLM uses 1e-4)", NON_NEGATIVE)
+    ema_decay: float | None = key(
+        None,
+        "e.g. 0.999: keep an exponential moving average of the weights, eval and sample it",
+        Check(lambda v: v is None or 0.0 < v < 1.0, "in (0, 1) or null"),
+    )
+    curriculum_start_block_size: int | None = key(
+        None, "e.g. 32: grow the block size from this to model.block_size over curriculum_steps"
+    )
+    curriculum_steps: int | None = key(
+        None,
+        "steps over which the block size grows (null = the first half of training)",
+        Check(lambda v: v is None or v >= 0, ">= 0 or null"),
+    )
+    max_skipped_steps: int = key(10, "stop after this many non-finite steps in a row", POSITIVE)
+    dist_timeout_s: int = key(
+        600,
+        "DDP: a collective waiting longer than this fails the job instead of hanging it",
+        on_resume=CHANGEABLE,
+    )
+    init_from: str | None = key(
+        None,
+        "start from a Hugging Face transformers folder (GPT-2, Llama, Mistral, Qwen3, GPT-NeoX shapes)",
+    )
+    # the config groups, composed from conf/<group>/*.yaml (their keys: docs/keys.md)
     model: Any = MISSING
     optim: Any = MISSING
     schedule: Any = MISSING
     data: Any = MISSING
-    logger: Any = MISSING
+    logger: Any = field(default=MISSING, metadata={ON_RESUME: CHANGEABLE})
+
+
+# Checks on the groups' keys, declared beside the top-level ones: dotted key -> check.
+GROUP_CHECKS = {"optim.lr": Check(lambda v: v > 0, "positive")}
+RANGES: dict[str, Check] = {**checks_of(TrainSchema), **GROUP_CHECKS}
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainSchema)  # conf/train.yaml's first default
@@ -88,8 +162,8 @@ def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(node, dict):
         return {prefix: node}
     items: dict[str, Any] = {}
-    for key, value in node.items():
-        items.update(flat_items(value, f"{prefix}.{key}" if prefix else str(key)))
+    for name, value in node.items():
+        items.update(flat_items(value, f"{prefix}.{name}" if prefix else str(name)))
     return items
 
 
@@ -98,38 +172,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
-# Ranges a type cannot express: key -> (test, what it must be).
-RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{
-        key: (lambda v: v >= 1, "a positive integer")
-        for key in (
-            "max_steps",
-            "batch_size",
-            "grad_accum_steps",
-            "eval_interval",
-            "eval_iters",
-            "log_interval",
-            "ckpt_interval",
-            "max_skipped_steps",
-        )
-    },
-    "sample_interval": (lambda v: v >= 0, "a non-negative integer (0 disables)"),
-    "grad_clip": (lambda v: v >= 0, ">= 0 (0 disables clipping)"),
-    "optim.lr": (lambda v: v > 0, "positive"),
-    "label_smoothing": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-    "z_loss": (lambda v: v >= 0, ">= 0"),
-    "ema_decay": (lambda v: v is None or 0.0 < v < 1.0, "in (0, 1) or null"),
-    "curriculum_steps": (lambda v: v is None or v >= 0, ">= 0 or null"),
-    "resume": (lambda v: v in (True, False, "auto"), "true, false or auto"),
-}
-
-
 def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
     """Refuse values the loop cannot run with (beyond their types), naming the key and what it expects."""
-    for key, (ok, expected) in RANGES.items():
-        value = OmegaConf.select(cfg, key)
-        if not ok(value):
-            raise UserError(f"{key} must be {expected}, got {value!r}")
+    check_values(cfg, RANGES)
     if cfg.sample_interval and cfg.sample_tokens < 1:
         raise UserError(
             f"sample_tokens must be a positive integer when sample_interval > 0, got {cfg.sample_tokens}"

@@ -7,10 +7,10 @@ import contextlib
 
 import torch
 
+from tinygpt.config.schema import DEVICES as DEVICES  # the names, declared with the config keys
 from tinygpt.errors import UserError
 from tinygpt.runtime.distributed import SINGLE_PROCESS, World
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> dtype
 
 

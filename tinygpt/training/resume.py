@@ -13,8 +13,9 @@ import yaml
 from hydra import compose
 from omegaconf import DictConfig
 
+from tinygpt.config.keys import changeable_on_resume
 from tinygpt.config.overrides import override_key
-from tinygpt.config.schema import flat_items, resolved
+from tinygpt.config.schema import TrainSchema, flat_items, resolved
 from tinygpt.config.untrusted import check_data, check_override_targets
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
@@ -85,25 +86,10 @@ def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_v
     )
 
 
-# What the command line may change when it resumes a run: how long it goes on, how often it reports,
-# where it runs and how it logs. Everything else is the run's recipe, kept from its checkpoint.
-CHANGEABLE_ON_RESUME = (
-    "max_steps",
-    "stop_at_val_loss",
-    "eval_interval",
-    "log_interval",
-    "sample_interval",
-    "sample_tokens",
-    "ckpt_interval",
-    "device",
-    "compile",
-    "compile_mode",
-    "cuda_graph",
-    "resume",
-    "dist_timeout_s",
-    "logger",
-    "hydra",
-)
+# What the command line may change when it resumes a run: the keys TrainSchema declares changeable on
+# resume (how long it goes on, how often it reports, where it runs and how it logs), and Hydra's own
+# node. Everything else is the run's recipe, kept from its checkpoint.
+CHANGEABLE_ON_RESUME = (*changeable_on_resume(TrainSchema), "hydra")
 
 
 def saved_overrides(ckpt: dict[str, Any], run_dir: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """Measuring training speed on the training code path (``python -m tinygpt.bench``): the training
-config composed exactly as ``python -m tinygpt.train`` composes it, the same job built in a temporary run
-directory, warm-up steps (compilation included, and timed), then timed steps of the real ``train_step``
-on the real batches with the device synchronized at both ends: ms/step, tokens/s, FLOPs per step
-(tinygpt/training/flops.py), MFU against the device's peak, peak memory and compile time.
+config composed exactly as ``python -m tinygpt.train`` composes it (bench's config holds it), the same
+job built in a temporary run directory, warm-up steps (compilation included, and timed), then timed
+steps of the real ``train_step`` on the real batches with the device synchronized at both ends: ms/step,
+tokens/s, FLOPs per step (tinygpt/training/flops.py), MFU against the device's peak, peak memory and
+compile time.
 """
 
 import resource
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-from tinygpt.config.schema import check_train_config, conf_dir
+from tinygpt.config.schema import check_train_config
 from tinygpt.runtime.device import pick_device
 from tinygpt.runtime.distributed import SINGLE_PROCESS
 from tinygpt.training.flops import flops_per_token
@@ -38,15 +39,16 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure(
-    overrides: list[str],
+    cfg: DictConfig,
     steps: int,
     warmup: int,
     vocab_size: int | None = None,
     eager_update: bool = False,
 ) -> dict[str, Any]:
-    """Build the training job for ``overrides`` and time its steps; returns the raw figures."""
-    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
-        cfg = compose("train", overrides=[*overrides, "sample_interval=0"])
+    """Build the training job for the training config ``cfg`` and time its steps (no text samples);
+    returns the raw figures."""
+    cfg = cfg.copy()
+    cfg.sample_interval = 0
     check_train_config(cfg)
     device = pick_device(cfg.device)
     with tempfile.TemporaryDirectory(prefix="tinygpt-bench-") as run_dir:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from tinygpt.config.keys import subset
+from tinygpt.config.schema import TrainSchema
 from tinygpt.runtime.device import autocast
 from tinygpt.training.state import TrainState
 
@@ -22,16 +24,13 @@ NoSync = Callable[[], contextlib.AbstractContextManager]
 Forward = Callable[..., torch.Tensor]  # GPT.forward: (idx, targets=, label_smoothing=, z_loss=) -> loss
 
 
-@dataclass(frozen=True)
-class StepSettings:
-    """The recipe values a step reads (from the top level of the training config)."""
-
-    grad_accum_steps: int = 1
-    precision: str = "fp32"
-    label_smoothing: float = 0.0
-    z_loss: float = 0.0
-    grad_clip: float = 1.0  # 0: no clipping (the norm is still computed and logged)
-    ema_decay: float | None = None  # keep an EMA of the weights (TrainState.ema) with this decay
+# The recipe values a step reads, with their types and defaults as the training config declares them.
+StepSettings = subset(
+    TrainSchema,
+    "StepSettings",
+    ("grad_accum_steps", "precision", "label_smoothing", "z_loss", "grad_clip", "ema_decay"),
+    "The training config's keys a step reads (grad_clip 0: no clipping; ema_decay: keep TrainState.ema).",
+)
 
 
 @dataclass

@@ -1,0 +1,182 @@
+"""The keys of the commands other than training (generate, eval, export, report, bench), each declared
+once with its default, type, check and meaning; registered with Hydra as each command's schema.
+
+Keys whose wrong values a user should hear about in our words (``ckpt must be one of latest, best``)
+are typed loosely (``str``, ``Any``) and carry a check; the command runs the checks before it loads
+anything.
+"""
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from tinygpt.config.keys import (
+    BOOLEAN,
+    OPTIONAL_TEXT,
+    POSITIVE,
+    TEXT,
+    Check,
+    check_given,
+    check_values,
+    checks_of,
+    is_int,
+    is_number,
+    key,
+    one_of,
+)
+from tinygpt.config.schema import DEVICES, PRECISIONS, TrainSchema
+
+CHECKPOINT_NAMES = ("latest", "best")  # tinygpt.inference.run.CHECKPOINTS maps them to files
+SPLITS = ("val", "train")  # tinygpt.evaluation.evaluate.SPLITS
+RUN_DIR = "a training run's directory (its hydra.run.dir): ckpt.pt, tokenizer.json"
+CKPT = "latest (ckpt.pt) | best (ckpt_best.pt, lowest val loss)"
+DEVICE = "auto | cpu | cuda | mps"
+
+
+@dataclass
+class GenerateSchema:
+    """``python -m tinygpt.generate``: sampling from a training run."""
+
+    run: str = key(MISSING, RUN_DIR)
+    prompt: Any = key("\n", 'text to continue; "-" reads it from stdin; "" starts from <|endoftext|>', TEXT)
+    max_new_tokens: int = key(200, "tokens to generate per sample", POSITIVE)
+    temperature: float = key(
+        1.0,
+        "0 = greedy (always the most likely token)",
+        Check(lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = greedy)"),
+    )
+    top_k: int | None = key(
+        None,
+        "keep only the k most likely tokens; null = all",
+        Check(
+            lambda v: v is None or (is_int(v) and v >= 1), "a positive integer, or null to keep every token"
+        ),
+    )
+    top_p: float = key(
+        1.0,
+        "nucleus: keep the most likely tokens until their mass reaches p; 1 = all",
+        Check(lambda v: is_number(v) and 0 < v <= 1, "in (0, 1] (1 keeps every token)"),
+    )
+    repetition_penalty: float = key(
+        1.0,
+        "> 1 makes tokens already in the text less likely (CTRL); 1 = off",
+        Check(lambda v: is_number(v) and v > 0, "> 0 (1 = no penalty)"),
+    )
+    num_samples: int = key(1, "samples drawn together in one batch", POSITIVE)
+    seed: int | None = key(None, "an integer makes the samples reproducible")
+    stop: Any = key(None, "end a sample just before this text", OPTIONAL_TEXT)
+    ckpt: str = key("latest", CKPT, one_of(CHECKPOINT_NAMES))
+    ema: bool = key(False, "sample with the checkpoint's EMA weights")
+    kv_cache: bool = key(True, "false recomputes the whole context every token: same text, slower")
+    static_cache: Any = key(
+        "auto",
+        "fixed-shape KV cache + a CUDA graph per token: auto = on CUDA only; true | false",
+        Check(lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
+    )
+    compile: Any = key(
+        False, "torch.compile the static cache's one-token step: a wait up front, then fewer kernels", BOOLEAN
+    )
+    device: str = key("auto", DEVICE, one_of(DEVICES))
+
+
+@dataclass
+class EvalSchema:
+    """``python -m tinygpt.eval``: loss, perplexity and bits per byte of a run over a whole split."""
+
+    run: str = key(MISSING, RUN_DIR)
+    ckpt: str = key("latest", CKPT, one_of(CHECKPOINT_NAMES))
+    ema: bool = key(False, "evaluate the checkpoint's EMA weights")
+    split: str = key("val", "val | train: which split of the run's data (or of data=...)", one_of(SPLITS))
+    text: str | None = key(None, "a UTF-8 file (or folder of .txt files) to evaluate instead of a split")
+    stride: int | None = key(
+        None,
+        "windows start every stride tokens; null = model.block_size (no overlap)",
+        Check(lambda v: v is None or (is_int(v) and v >= 1), "a positive integer (at most model.block_size)"),
+    )
+    batch_size: int = key(16, "windows per forward pass", POSITIVE)
+    device: str = key("auto", DEVICE, one_of(DEVICES))
+    precision: str = key(
+        "fp32", "fp32 | bf16 | fp16 (autocast; the loss itself is summed in fp32/fp64)", one_of(PRECISIONS)
+    )
+    cache_dir: str = key("${oc.env:TINYGPT_CACHE,'~/.cache/tinygpt'}", "token cache for the run's data")
+    out: str | None = key(None, "also write the JSON to this file (refused if it exists)")
+    data: Any = None  # data=<group>: other data than the run's (tokenized as the run's); conf/data/
+
+
+@dataclass
+class ExportSchema:
+    """``python -m tinygpt.export``: a training run as a Hugging Face transformers folder."""
+
+    run: str = key(MISSING, RUN_DIR)
+    out: str = key(MISSING, "the folder to write: must not exist yet, or be empty")
+    ckpt: str = key("latest", CKPT, one_of(CHECKPOINT_NAMES))
+    ema: bool = key(False, "export the checkpoint's EMA weights")
+
+
+@dataclass
+class ReportSchema:
+    """``python -m tinygpt.report``: report.md (one row per run) and loss_curves.png."""
+
+    paths: list[str] = key(MISSING, "a Hydra multirun directory, or run directories")
+    out: str | None = key(None, "where to write (null: the sweep directory; for run directories, the cwd)")
+    logy: bool = key(False, "log-scale loss axis in the plot")
+    seeds: bool = key(
+        False, "also a table over seeds: runs that differ only in `seed` as one line, mean ± std and range"
+    )
+
+
+@dataclass
+class BenchSchema(TrainSchema):
+    """``python -m tinygpt.bench``: training speed; every training key works beside these."""
+
+    steps: int = key(20, "timed steps", POSITIVE)
+    warmup: int = key(3, "untimed steps first, compilation included", Check(lambda v: v >= 0, ">= 0"))
+    json: str | None = key(None, "also write the result to this file")
+    peak_tflops: float | None = key(None, "the device's peak in TFLOP/s, instead of the table/probe")
+    vocab_size: int | None = key(None, "build the model with this many token ids (e.g. GPT-2's 50304)")
+    eager_update: bool = key(
+        False, "with compile_mode=reduce-overhead, keep the update out of CUDA graphs (to compare)"
+    )
+
+
+def own_keys(command: str) -> list[str]:
+    """A command's own keys: bench's without the training keys its schema inherits."""
+    inherited = {f.name for f in fields(TrainSchema)} if command == "bench" else set()
+    return [f.name for f in fields(SCHEMAS[command]) if f.name not in inherited]
+
+
+def check_command(command: str, cfg: DictConfig) -> None:
+    """Refuse a required key left unset, then any value its declaration's check refuses."""
+    schema = SCHEMAS[command]
+    check_given(cfg, schema, USAGE[command].split(": ", 1)[0])
+    check_values(cfg, checks_of(schema))
+
+
+SCHEMAS: dict[str, type] = {
+    "train": TrainSchema,
+    "generate": GenerateSchema,
+    "eval": EvalSchema,
+    "export": ExportSchema,
+    "report": ReportSchema,
+    "bench": BenchSchema,
+}
+for _name, _schema in SCHEMAS.items():
+    if _name != "train":  # schema.py registers train_schema
+        ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
+
+# The first line of each command's --help (and of its section in docs/keys.md).
+USAGE = {
+    "train": "python -m tinygpt.train [key=value ...] [group=option ...]: train a model; each run writes "
+    "one run directory (hydra.run.dir)",
+    "generate": "python -m tinygpt.generate run=DIR [key=value ...]: sample text from a training run",
+    "eval": "python -m tinygpt.eval run=DIR [key=value ...]: loss, perplexity and bits per byte of a "
+    "training run over a whole split (or text=FILE), as JSON on stdout",
+    "export": "python -m tinygpt.export run=DIR out=DIR2 [key=value ...]: write a training run as a Hugging "
+    "Face transformers folder (config.json, model.safetensors, tokenizer files)",
+    "report": "python -m tinygpt.report SWEEP_DIR | RUN_DIR ... [key=value ...]: summarize a sweep or "
+    "several runs in report.md (one row per run) and loss_curves.png",
+    "bench": "python -m tinygpt.bench [key=value ...]: training speed (ms/step, tokens/s, MFU, memory) on "
+    "the training code path; every training key and group works here too",
+}
