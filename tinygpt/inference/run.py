@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.config.untrusted import instantiate_data
 from tinygpt.data import load_tokenizer
 from tinygpt.errors import UserError
 from tinygpt.model import GPT
-from tinygpt.runtime.device import DEVICES, pick_device
+from tinygpt.runtime.device import pick_device
 from tinygpt.training.checkpoint import load_checkpoint
 
 log = logging.getLogger("tinygpt")
@@ -129,11 +128,3 @@ def check_finite(model: GPT, weights: str) -> None:
                 f"{weights} are not finite ({name} holds inf or nan); training diverged (e.g. optim.lr "
                 "too high): use ckpt=best or an earlier run's checkpoint"
             )
-
-
-def check_run_and_device(cfg: DictConfig) -> None:
-    """The keys every command that reads a run shares (generate, eval): ``run`` given, ``device`` known."""
-    if OmegaConf.is_missing(cfg, "run"):
-        raise UserError("run is required: run=<the directory of a training run, its hydra.run.dir>")
-    if cfg.device not in DEVICES:
-        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
