@@ -22,15 +22,13 @@ from tinygpt.data import TextData, on_device
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import load_weights
-from tinygpt.runtime.distributed import (
-    World,
-)
-from tinygpt.training.checkpoint import remove_partial_checkpoints
+from tinygpt.runtime.distributed import World
+from tinygpt.runtime.files import remove_leftovers, write_text
 from tinygpt.training.flops import flops_per_token, gpu_peak
 from tinygpt.training.graphs import GraphedStep, GraphedUpdate, can_graph_update
 from tinygpt.training.loggers import NullLogger
+from tinygpt.training.metrics import truncate_records
 from tinygpt.training.optim import build_optimizer
-from tinygpt.training.rundir import truncate_metrics
 from tinygpt.training.state import TrainState, make_ema
 from tinygpt.training.step import StepSettings, Update
 
@@ -189,10 +187,10 @@ def seed_everything(seed: int) -> None:
 def start_run_dir(job: Job) -> None:
     """Rank 0: clear what a killed run left, write the run's config and tokenizer, open the logger."""
     run_dir, state = job.run_dir, job.state
-    remove_partial_checkpoints(run_dir)
+    remove_leftovers(run_dir)  # this run holds the directory's lock: no other writer is in it
     # records after the checkpoint (or all of them, on a fresh start) are redone
-    truncate_metrics(run_dir, state.step)
-    (run_dir / "effective_config.json").write_text(json.dumps(job.config, indent=2) + "\n", encoding="utf-8")
+    truncate_records(run_dir, state.step)
+    write_text(run_dir / "effective_config.json", json.dumps(job.config, indent=2) + "\n")
     job.data.tokenizer.save(run_dir / "tokenizer.json")
     job.logger = instantiate(job.cfg.logger)(run_dir=run_dir, config=job.config, run_id=state.logger_run_id)
     state.logger_run_id = job.logger.run_id

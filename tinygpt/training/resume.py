@@ -13,8 +13,8 @@ import yaml
 from hydra import compose
 from omegaconf import DictConfig
 
-from tinygpt.config.overrides import override_key
-from tinygpt.config.schema import flat_items, resolved
+from tinygpt.config.overrides import flat_items, override_key
+from tinygpt.config.schema import resolved
 from tinygpt.config.untrusted import check_data
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
