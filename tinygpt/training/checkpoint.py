@@ -31,16 +31,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         ) from exc
 
 
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
-) -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded with ``weights_only=True``; ``mmap`` maps the tensors from the
-    file instead of reading them, for a caller that looks only at the small entries."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: train first, or point to a run directory that has one")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise UserError(
             f"checkpoint {path} is corrupt or not a TinyGPT checkpoint ({type(exc).__name__}); "
