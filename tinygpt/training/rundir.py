@@ -1,4 +1,4 @@
-"""The run directory as a resource one process owns: an exclusive lock (its metrics: metrics.py).
+"""The run directory as a resource one process owns: an exclusive lock.
 
 A run directory belongs to one training process at a time. The lock is ``fcntl.flock`` on
 ``<run_dir>/.lock``: the kernel releases it when the process ends in any way, kill -9 included, so a
