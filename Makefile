@@ -19,8 +19,9 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
 
+# ruff (style, complexity <= 15) and no function over 60 lines (tools/check_function_length.py)
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) tools/check_function_length.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

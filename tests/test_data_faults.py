@@ -149,7 +149,7 @@ def test_a_killed_build_is_cleaned_up_later_but_a_live_one_is_left_alone(tmp_pat
     )
     try:
         assert builder.stdout.readline() == "building\n"
-        (temporary,) = entries(cache)  # .<key>.<random>, holding the ids written so far
+        (temporary,) = entries(cache)  # .<key>.<random>.tmp, holding the ids written so far
         load_text_data(CHAR, other, cache_dir=cache)  # another entry, while the build is alive
         assert (cache / "tokens" / temporary / "train.bin").is_file()
     finally:
@@ -257,7 +257,7 @@ DOWNLOAD = (
 
 
 def partial_downloads(cache) -> list[str]:
-    return sorted(p.name for p in (cache / "downloads").glob(".*.part"))
+    return sorted(p.name for p in (cache / "downloads").glob(".*.tmp"))
 
 
 def test_a_killed_download_is_cleaned_up_later_but_a_live_one_is_left_alone(tmp_path):

@@ -60,8 +60,12 @@ def test_exported_char_run_loads_in_transformers_and_generates_the_same_tokens(r
     assert_same_greedy(runs["char"], out)
 
 
-def test_exported_bpe_run_with_ema_weights_generates_the_same_tokens(runs, tmp_path):
+def test_exported_bpe_run_with_ema_weights_generates_the_same_tokens(runs, tmp_path, monkeypatch):
+    loads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda path, *a, **k: loads.append(path) or real_load(path, *a, **k))
     out = export_run(runs["bpe"], tmp_path / "hf", ema=True)
+    monkeypatch.undo()
+    assert loads == [runs["bpe"] / "ckpt.pt"]  # the checkpoint is read once
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3"
     assert AutoTokenizer.from_pretrained(out).eos_token == "<|endoftext|>"
     assert_same_greedy(runs["bpe"], out, ema=True)

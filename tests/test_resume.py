@@ -2,9 +2,12 @@
 and the run's record of how it was started never rewritten."""
 
 import json
+import os
+import subprocess
+import sys
 
 import torch
-from conftest import TINY, run_cli
+from conftest import REPO, TINY, run_cli
 
 RECIPE = ["schedule=wsd", "optim=lion", "batch_size=8", "model.n_layer=3"]
 
@@ -21,12 +24,35 @@ def record(run_dir):
     return {p.relative_to(run_dir): p.read_bytes() for p in files}
 
 
+# python -m tinygpt.train, counting what it reads: ckpt.pt loads and compositions of the config.
+COUNTING_TRAIN = """
+import sys, torch
+import tinygpt.training.resume as resume
+loads, composes = [], []
+real_load, real_compose = torch.load, resume.compose
+torch.load = lambda path, *a, **k: loads.append(str(path)) or real_load(path, *a, **k)
+resume.compose = lambda *a, **k: composes.append(a) or real_compose(*a, **k)
+from tinygpt.train import main
+sys.argv = ["train.py", *sys.argv[1:]]
+main()
+print("ckpt.pt loads:", sum(path.endswith("ckpt.pt") for path in loads), "compositions:", len(composes))
+"""
+
+
 def test_a_resume_keeps_the_runs_recipe_without_retyping_it(tmp_path):
     run_dir = tmp_path / "run"
     start_run(run_dir)
     hydra_record = (run_dir / ".hydra" / "overrides.yaml").read_text()
-    proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6")  # nothing else retyped
+    proc = subprocess.run(  # nothing else retyped
+        [sys.executable, "-c", COUNTING_TRAIN, f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
+    assert (
+        "ckpt.pt loads: 1 compositions: 1" in proc.stdout
+    )  # the checkpoint read once, the recipe composed once
     config = json.loads((run_dir / "effective_config.json").read_text())
     assert config["schedule"]["_target_"] == "tinygpt.training.schedule.wsd"
     assert config["optim"]["_target_"] == "tinygpt.training.optim.Lion"

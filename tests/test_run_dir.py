@@ -19,7 +19,7 @@ from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loggers import MetricsLogger
 from tinygpt.training.loop import train
-from tinygpt.training.rundir import truncate_metrics
+from tinygpt.training.metrics import truncate_records
 
 LONG_RUN = [*TINY, "max_steps=100000", "eval_interval=100000", "ckpt_interval=100000"]
 
@@ -75,9 +75,13 @@ def test_resume_auto_starts_fresh_after_a_kill_before_the_first_checkpoint_then_
     proc = run_cli(*requeued, "max_steps=6")
     assert proc.returncode == 0, proc.stderr
     assert steps_logged(run_dir) == [1, 2, 3, 4, 5, 6]  # the killed run's records were replaced
+    leftovers = [run_dir / ".ckpt.pt.k1lled_0.tmp", run_dir / ".effective_config.json.k1lled_1.tmp"]
+    for path in leftovers:  # what a run killed while writing these would leave
+        path.write_text("half")
     proc = run_cli(*requeued, "max_steps=9")
     assert proc.returncode == 0, proc.stderr
     assert "resumed" in proc.stdout
+    assert not any(path.exists() for path in leftovers)
     assert steps_logged(run_dir) == list(range(1, 10))
     assert load_checkpoint(run_dir / "ckpt.pt")["step"] == 9
 
@@ -129,15 +133,16 @@ def test_a_kill_while_metrics_are_truncated_loses_no_history(tmp_path, monkeypat
     monkeypatch.setattr(builtins, "open", open_that_dies_on_write)
     monkeypatch.setattr(io, "open", open_that_dies_on_write)
     with pytest.raises(Killed):
-        truncate_metrics(tmp_path, 500)
+        truncate_records(tmp_path, 500)
     monkeypatch.undo()
     assert path.read_text() == history
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # and its temporary file is gone
 
 
 def test_truncating_metrics_keeps_records_up_to_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 8)) + '{"step": 8, "tr')
-    truncate_metrics(tmp_path, 5)
+    truncate_records(tmp_path, 5)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
 
 

@@ -37,8 +37,8 @@ def main(cfg: DictConfig) -> float:
             run_dir = shared_run_dir(run_dir, world)
             if not world.is_main:
                 log.setLevel(logging.WARNING)  # rank 0 alone reports progress
-            cfg, overrides = resumed_config(cfg, run_dir, typed)  # a resume keeps the run's own recipe
-            best = train(cfg, run_dir, world, overrides)["best_val_loss"]
+            cfg, overrides, ckpt = resumed_config(cfg, run_dir, typed)  # a resume keeps the run's own recipe
+            best = train(cfg, run_dir, world, overrides, ckpt)["best_val_loss"]
             finished = True
             return best
         finally:

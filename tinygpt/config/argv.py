@@ -29,8 +29,7 @@ from tinygpt.config.jsonconfig import (
     group_options,
     splice_json_config,
 )
-from tinygpt.config.overrides import hydra_value, override_key
-from tinygpt.config.schema import flat_items
+from tinygpt.config.overrides import flat_items, hydra_value, override_key
 from tinygpt.errors import UserError, exit_on_user_error
 
 # Hydra's own command-line flags, and those that take a value.

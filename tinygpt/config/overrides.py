@@ -1,5 +1,6 @@
 """Hydra's override grammar in one place: what an override string (``+model/norm=rmsnorm``,
-``~optim.lr``, ``optim.lr=1e-3,1e-2``) sets, read by Hydra's own parser, and a value written in it."""
+``~optim.lr``, ``optim.lr=1e-3,1e-2``) sets, read by Hydra's own parser, a value written in it, and the
+dotted keys of a nested config as an override names them."""
 
 import re
 from typing import Any
@@ -42,3 +43,13 @@ def hydra_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"not a JSON value: {value!r}")
+
+
+def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model.n_layer": 4, ...} for a nested config (dicts only; lists are values)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    items: dict[str, Any] = {}
+    for key, value in node.items():
+        items.update(flat_items(value, f"{prefix}.{key}" if prefix else str(key)))
+    return items

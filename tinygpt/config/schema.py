@@ -157,16 +157,6 @@ RANGES: dict[str, Check] = {**checks_of(TrainSchema), **GROUP_CHECKS}
 ConfigStore.instance().store(name="train_schema", node=TrainSchema)  # conf/train.yaml's first default
 
 
-def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"model.n_layer": 4, ...} for a nested config (dicts only; lists are values)."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    items: dict[str, Any] = {}
-    for name, value in node.items():
-        items.update(flat_items(value, f"{prefix}.{name}" if prefix else str(name)))
-    return items
-
-
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain data (choices as text): for effective_config.json and checkpoints."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -56,7 +56,8 @@ def get_batch(
     """This rank's windows x (B, T) and their next-token targets y (B, T), B = batch_size / world_size.
 
     ``batch_size`` is the global batch over all ranks and ``index`` counts global batches from 0
-    (training: step * grad_accum_steps + micro-step). ``sampling``:
+    (training: the optimizer step, whose batch the step cuts into grad_accum_steps micro-batches;
+    evaluation: the val batch's number). ``sampling``:
 
     - ``random``: windows start anywhere, drawn from (seed, index), distinct within a global batch;
     - ``epoch``: the split is cut into disjoint windows (starts at multiples of block_size), and each

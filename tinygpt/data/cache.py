@@ -10,38 +10,36 @@ One cache entry is a folder ``<cache_dir>/tokens/<key>/`` holding
 ``key`` is a hash of the text's content (never its path or mtime), the tokenizer config and the
 validation split, so editing the text or the tokenizer builds a new entry, while a renamed or moved
 copy of the same text re-uses the old one. An entry is built in a temporary folder and renamed into
-place, so a crash never leaves a half-written entry; a file lock makes a second process that wants
-the same entry wait for the first instead of tokenizing the same text twice. What a killed build
-leaves behind is removed by a later run (remove_leftovers), and a damaged entry (a file missing or
-cut short) is rebuilt.
+place (``tinygpt.runtime.files.atomic_folder``), so a crash never leaves a half-written entry; a file
+lock makes a second process that wants the same entry wait for the first instead of tokenizing the
+same text twice. What a killed build leaves behind is removed by a later run (remove_leftovers), and
+a damaged entry (a file missing or cut short) is rebuilt.
 """
 
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from tinygpt.data.download import cache_folder
 from tinygpt.data.text import check_documents, read_chunks
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
+from tinygpt.runtime.files import atomic_folder, remove_leftovers
 from tinygpt.runtime.progress import byte_bar
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when the layout or the way text becomes ids changes: old entries are then ignored
-TEMPORARY = re.compile(r"\.(?P<key>[0-9a-f]{16})\.\w+")  # .<key>.<random>: an entry being built
 DTYPES = ("uint16", "uint32")
 
 Tokens = tuple[np.ndarray, np.ndarray, Tokenizer]  # train ids, val ids, the tokenizer that made them
@@ -85,7 +83,7 @@ def cached_tokens(
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = tokens_folder(Path(cache_root).expanduser())
-    remove_leftovers(folder)
+    remove_leftovers(folder, lambda key: lock_path(folder / key))  # a killed build's temporary folder
 
     def build(entry: Path) -> None:
         build_entry(entry, train_docs, val_docs, val_fraction, make_tokenizer, identity, min_tokens)
@@ -98,27 +96,6 @@ def cached_tokens(
 def tokens_folder(cache_root: Path) -> Path:
     """``<cache_root>/tokens``, created if needed."""
     return cache_folder(cache_root / "tokens", "token cache", "the cache is rebuilt as needed")
-
-
-def remove_leftovers(folder: Path) -> None:
-    """Delete the temporary folders of builds whose process died (killed, out of memory, power cut).
-
-    A builder holds its entry's lock from creating its temporary folder until it has renamed or
-    removed it, and the OS releases the lock of a process that dies. So when an entry's lock can be
-    taken without waiting, no live process is building that entry, and every temporary folder of it
-    is a leftover; it is removed while holding the lock, so no new build of it starts meanwhile. The
-    temporary folders of an entry whose lock is held are left alone: they are being built right now.
-    """
-    for path in folder.iterdir():
-        match = TEMPORARY.fullmatch(path.name)
-        if match is None or not path.is_dir():  # .<key>.lock files match too, but are files
-            continue
-        try:
-            with FileLock(lock_path(folder / match["key"]), timeout=0):
-                log.info("removing %s, left by a build that did not finish", path)
-                shutil.rmtree(path, ignore_errors=True)
-        except Timeout:
-            continue
 
 
 def lock_path(entry: Path) -> Path:
@@ -191,15 +168,10 @@ def build_entry(
     how = spec["target"] if "target" in spec else f"a given {spec['given']} tokenizer"
     log.info("tokenizing %s, %.1f MB, with %s", what, total / 1e6, how)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    try:
-        if is_ready(make_tokenizer):
-            tokenizer = make_tokenizer
-        else:
-            with byte_bar("training tokenizer", total) as advance:
-                # the tokenizer learns from all the text the run uses, val included: for char that keeps
-                # every val character encodable; BPE merges are not a model of the text's continuation
-                tokenizer = make_tokenizer(_chunks([*train_docs, *(val_docs or [])], advance))
+    with atomic_folder(entry) as tmp:
+        tokenizer = (
+            make_tokenizer if is_ready(make_tokenizer) else _train_tokenizer(make_tokenizer, docs, total)
+        )
         dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)  # ids < vocab_size
         with byte_bar("tokenizing", total) as advance:
             n_train = _encode_to(tmp / "train.bin", train_docs, tokenizer, dtype, advance)
@@ -221,11 +193,6 @@ def build_entry(
             "build_seconds": round(seconds, 3),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes the folder private; a cache is shared by the user's runs
-        os.rename(tmp, entry)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "cached %d train + %d val tokens (%s) in %s: %.1f s, %.2f MB/s",
         n_train,
@@ -235,6 +202,13 @@ def build_entry(
         seconds,
         total / 1e6 / max(seconds, 1e-9),
     )
+
+
+def _train_tokenizer(make_tokenizer: TokenizerSource, docs: list[Path], total: int) -> Tokenizer:
+    """The config's tokenizer, trained on all the text the run uses, val included: for char that keeps
+    every val character encodable; BPE merges are not a model of the text's continuation."""
+    with byte_bar("training tokenizer", total) as advance:
+        return make_tokenizer(_chunks(docs, advance))
 
 
 def open_entry(entry: Path, memmap: bool = True) -> Tokens:

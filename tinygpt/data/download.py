@@ -1,28 +1,24 @@
 """Corpora fetched from a URL once, checked by sha256 and kept in the cache directory.
 
-A download goes to ``<cache>/downloads/.<name>.<random>.part`` and is renamed to ``<name>`` once it
-is complete and checked, all under the lock ``<cache>/download-locks/<name>.lock``: a second process
-that wants the same file waits for the first instead of downloading it twice, and the partial file
-of a download that was killed is removed by the next fetch (remove_leftovers).
+A download is written atomically (``tinygpt.runtime.files``: a partial file beside ``<name>``, renamed
+to it once it is complete and checked), all under the lock ``<cache>/download-locks/<name>.lock``: a
+second process that wants the same file waits for the first instead of downloading it twice, and the
+partial file of a download that was killed is removed by the next fetch (remove_leftovers).
 """
 
 import hashlib
 import logging
 import os
-import re
-import shutil
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from tinygpt.errors import UserError
+from tinygpt.runtime.files import atomic_write, remove_leftovers
 
 log = logging.getLogger(__name__)
-
-PARTIAL = re.compile(r"\.(?P<name>.+)\.\w+\.part")  # .<name>.<random>.part: a download under way
 
 
 def file_sha256(path: str | Path) -> str:
@@ -46,33 +42,13 @@ def fetch(url: str, sha256: str | None, cache_root: Path) -> Path:
     target = folder / f"{tag}-{name}"
     for path in (folder, locks):
         cache_folder(path, "download cache", "downloads are fetched again as needed")
-    remove_leftovers(folder, locks)
+    remove_leftovers(folder, lambda name: locks / f"{name}.lock")  # a killed download's partial file
     if _reuse(target, sha256):
         return target
     with FileLock(locks / f"{target.name}.lock"):
         if not _reuse(target, sha256):  # else another process downloaded it while this one waited
             _download(url, sha256, target)
     return target
-
-
-def remove_leftovers(folder: Path, locks: Path) -> None:
-    """Delete the partial files of downloads whose process died (killed, out of memory, power cut).
-
-    A download holds its file's lock from creating the partial file until it has renamed or removed
-    it, and the OS releases the lock of a process that dies: a partial file whose lock can be taken
-    at once is a leftover. It is removed while holding the lock, so no new download of it starts
-    meanwhile; the partial files of a download that is still going are left alone.
-    """
-    for path in folder.iterdir():
-        match = PARTIAL.fullmatch(path.name)
-        if match is None:
-            continue
-        try:
-            with FileLock(locks / f"{match['name']}.lock", timeout=0):
-                log.info("removing %s, left by a download that did not finish", path)
-                path.unlink(missing_ok=True)
-        except Timeout:
-            continue
 
 
 def _reuse(target: Path, sha256: str | None) -> bool:
@@ -108,24 +84,23 @@ def _download(url: str, sha256: str | None, target: Path) -> None:
     """Download ``url`` to ``target`` through a partial file. The caller holds the target's lock."""
     by_hand = f"put a copy at {target}, or pass data.path=/path/to/your/copy"
     log.info("downloading %s to %s", url, target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response:
-                    shutil.copyfileobj(response, out)
-            except (OSError, ValueError) as exc:  # offline, HTTP error, timeout, malformed URL
-                raise UserError(f"cannot download data.url {url} ({exc}); {by_hand}") from exc
-        _check_sha256(Path(tmp), sha256, f"the download of data.url {url}", by_hand)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; this is an ordinary cached file
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    digest = hashlib.sha256()
+    with atomic_write(target) as out:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                while block := response.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        except (OSError, ValueError) as exc:  # offline, HTTP error, timeout, malformed URL
+            raise UserError(f"cannot download data.url {url} ({exc}); {by_hand}") from exc
+        _check_digest(digest.hexdigest(), sha256, f"the download of data.url {url}", by_hand)
 
 
 def _check_sha256(path: Path, expected: str | None, what: str, fix: str) -> None:
-    if expected is None:
-        return
-    actual = file_sha256(path)
-    if actual != expected:
+    if expected is not None:
+        _check_digest(file_sha256(path), expected, what, fix)
+
+
+def _check_digest(actual: str, expected: str | None, what: str, fix: str) -> None:
+    if expected is not None and actual != expected:
         raise UserError(f"{what} has sha256 {actual}, but data.sha256 expects {expected}; {fix}")

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from tinygpt.errors import UserError
+from tinygpt.runtime.files import write_text
 
 EOT = "<|endoftext|>"  # GPT-2's document separator, kept for familiarity
 MAX_TOKENIZER_BYTES = 64 << 20  # generous: a 100k-token BPE vocabulary is a few MB
@@ -80,7 +81,7 @@ class CharTokenizer:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        write_text(Path(path), self.to_json())
 
 
 class BPETokenizer:
@@ -189,7 +190,7 @@ class BPETokenizer:
         return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
-        self._tok.save(str(path))
+        write_text(Path(path), self._tok.to_str(pretty=True))  # what HFTokenizer.save writes
 
 
 Tokenizer = CharTokenizer | BPETokenizer

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from tinygpt.config.overrides import override_key
+from tinygpt.config.overrides import flat_items, override_key
 from tinygpt.config.records import upgrade
 from tinygpt.errors import UserError
+from tinygpt.training.metrics import read_records
 
 # A directory holding any of these is a run: a job that failed before training wrote only error.txt.
 RUN_MARKERS = ("effective_config.json", "metrics.jsonl", "error.txt")
@@ -97,26 +98,6 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))  # the same run given twice is reported once
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of metrics.jsonl; a line that is not a JSON object with a step is skipped, warned about.
-    Training writes a non-finite value (a diverged loss) as null: it is read back as NaN."""
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            warn(f"{path}:{number} is not a metrics record; line skipped")
-            continue
-        records.append({k: math.nan if v is None else v for k, v in record.items()})  # null: non-finite
-    return records
-
-
 def read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -145,7 +126,7 @@ def read_run(path: Path, name: str) -> Run:
         name=name,
         config=read_config(path / "effective_config.json"),
         overrides=[str(o) for o in overrides or []] if overrides_path.is_file() else None,
-        records=read_metrics(path / "metrics.jsonl"),
+        records=read_records(path, warn),
         error=error,
         has_checkpoint=(path / "ckpt.pt").is_file(),
     )
@@ -157,17 +138,6 @@ def load_runs(paths: list[Path]) -> list[Run]:
     base = Path(os.path.commonpath(run_dirs)) if len(run_dirs) > 1 else run_dirs[0].parent
     runs = [read_run(d, d.relative_to(base).as_posix()) for d in run_dirs]
     return sorted(runs, key=lambda run: natural_key(run.name))
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
@@ -201,7 +171,7 @@ def differing_config(runs: list[Run], also: tuple[str, ...] = ()) -> list[str]:
     Runs without a config (failed before writing one) are left out of the comparison, or every key
     would differ.
     """
-    flats = [flatten(run.config) if run.config else None for run in runs]
+    flats = [flat_items(run.config) if run.config else None for run in runs]
     known = [flat for flat in flats if flat is not None]
     keys = sorted({key for flat in known for key in flat if not is_ignored(key, also)})
     # json.dumps makes lists hashable; None (missing) differs from every value, "null" included

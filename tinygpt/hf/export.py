@@ -2,17 +2,15 @@
 
     from tinygpt.hf.export import export_run; export_run(run_dir, out_dir)
 
-DIR2 then loads with ``AutoModelForCausalLM.from_pretrained(DIR2)`` and
-``AutoTokenizer.from_pretrained(DIR2)``: config.json (the matching architecture, see ``tinygpt.hf.mapping``),
-model.safetensors, generation_config.json and the tokenizer files (a char vocabulary becomes a fast
-tokenizer with one token per character and the same ids). A model whose options no transformers
-architecture has is refused with one line naming the option. ``out`` must not exist or be empty: the
-folder is written beside it and renamed into place, so nothing is overwritten and no half-written
-folder is left.
+``out_dir`` then loads with ``AutoModelForCausalLM.from_pretrained(out_dir)`` and
+``AutoTokenizer.from_pretrained(out_dir)``: config.json (the matching architecture, see
+``tinygpt.hf.mapping``), model.safetensors, generation_config.json and the tokenizer files (a char
+vocabulary becomes a fast tokenizer with one token per character and the same ids). A model whose
+options no transformers architecture has is refused with one line naming the option. ``out_dir`` must
+not exist or be empty: the folder is written beside it and renamed into place
+(``tinygpt.runtime.files.atomic_folder``), so nothing is overwritten and no half-written folder is left.
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,9 @@ from tinygpt.data import CharTokenizer, Tokenizer
 from tinygpt.data.tokenizers import EOT
 from tinygpt.errors import UserError
 from tinygpt.hf.mapping import to_hf_config, to_hf_state
-from tinygpt.inference.run import CHECKPOINTS, load, model_config
+from tinygpt.inference.run import load_run, model_config
 from tinygpt.model import GPT
-from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.runtime.files import atomic_folder
 
 
 def hf_model(model_cfg: dict[str, Any], model: GPT, eot_id: int | None = None) -> Any:
@@ -82,16 +80,13 @@ def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool
     out = Path(out).expanduser()
     check_out(out)
     run = Path(run).expanduser()
-    model, tokenizer = load(run, ckpt, ema, device="cpu")
-    ckpt_path = run / CHECKPOINTS[ckpt]
-    model_cfg, _ = model_config(load_checkpoint(ckpt_path, mmap=True), ckpt_path)  # what built it
-    hf = hf_model(model_cfg, model, getattr(tokenizer, "eot_id", None))
+    loaded = load_run(run, ckpt, ema, device="cpu")
+    model_cfg, _ = model_config(loaded.state, loaded.path)  # what built it
+    hf = hf_model(model_cfg, loaded.model, getattr(loaded.tokenizer, "eot_id", None))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        folder = Path(tmp) / "export"
+    with atomic_folder(out) as folder:
         hf.save_pretrained(str(folder), safe_serialization=True)
-        save_tokenizer(tokenizer, folder)
+        save_tokenizer(loaded.tokenizer, folder)
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace a folder on every system
-        shutil.move(str(folder), str(out))
     return out

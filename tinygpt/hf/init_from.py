@@ -18,8 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tinygpt.config.overrides import override_key
-from tinygpt.config.schema import flat_items
+from tinygpt.config.overrides import flat_items, override_key
 from tinygpt.data import Tokenizer, load_tokenizer
 from tinygpt.data.tokenizers import read_regular_file
 from tinygpt.errors import UserError

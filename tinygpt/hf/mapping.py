@@ -14,7 +14,8 @@ names map module by module (``NAMES``), GPT-2's Conv1D weights are stored transp
 (GPT-NeoX's ``query_key_value``: [q_h, k_h, v_h] for each head h).
 
 The config side is plain data (dicts), so this module imports neither transformers nor safetensors;
-``tinygpt.export`` (writing a folder) and ``tinygpt.hf_import`` (reading one) do, when they are used.
+``tinygpt.hf.export`` (writing a folder) and ``tinygpt.hf.init_from`` (reading one) do, when they are
+used.
 """
 
 import re

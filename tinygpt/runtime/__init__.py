@@ -1,1 +1,1 @@
-"""Runtime: device and precision, distributed processes, progress display."""
+"""Runtime: device and precision, distributed processes, progress display, files replaced atomically."""

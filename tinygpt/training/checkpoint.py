@@ -1,13 +1,11 @@
 """Atomic save and safe load of the whole training state.
 
 A checkpoint is a plain dict of tensors and containers, so it loads with ``weights_only=True``.
-It is written to a temporary file in the same directory, flushed to disk, then renamed over the old
-one: a crash mid-write leaves the previous checkpoint intact.
+It is written atomically (``tinygpt.runtime.files``): a crash mid-write leaves the previous checkpoint
+intact.
 """
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +14,30 @@ import torch
 
 from tinygpt.config.records import upgrade
 from tinygpt.errors import UserError
+from tinygpt.runtime.files import atomic_write
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically; a failed write (a full disk) leaves the old file as it was."""
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary output file
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            kept = f"the previous {path.name} is intact" if path.exists() else "no checkpoint was saved yet"
-            raise UserError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}); {kept}. Free some space or fix "
-                "the folder's permissions, then continue with resume=auto"
-            ) from exc
-        raise
+    except OSError as exc:
+        kept = f"the previous {path.name} is intact" if path.exists() else "no checkpoint was saved yet"
+        raise UserError(
+            f"cannot write checkpoint {path} ({exc.strerror or exc}); {kept}. Free some space or fix "
+            "the folder's permissions, then continue with resume=auto"
+        ) from exc
 
 
-def remove_partial_checkpoints(run_dir: str | Path) -> None:
-    """Delete temp files left by a process killed while writing a checkpoint."""
-    for tmp in Path(run_dir).glob(".ckpt*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
-) -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded with ``weights_only=True``; ``mmap`` maps the tensors from the
-    file instead of reading them, for a caller that looks only at the small entries."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: train first, or point to a run directory that has one")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise UserError(
             f"checkpoint {path} is corrupt or not a TinyGPT checkpoint ({type(exc).__name__}); "

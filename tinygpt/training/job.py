@@ -22,15 +22,13 @@ from tinygpt.data import TextData, on_device
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import load_weights
-from tinygpt.runtime.distributed import (
-    World,
-)
-from tinygpt.training.checkpoint import remove_partial_checkpoints
+from tinygpt.runtime.distributed import World
+from tinygpt.runtime.files import remove_leftovers, write_text
 from tinygpt.training.flops import flops_per_token, gpu_peak
 from tinygpt.training.graphs import GraphedStep, GraphedUpdate, can_graph_update
 from tinygpt.training.loggers import NullLogger
+from tinygpt.training.metrics import truncate_records
 from tinygpt.training.optim import build_optimizer
-from tinygpt.training.rundir import truncate_metrics
 from tinygpt.training.state import TrainState, make_ema
 from tinygpt.training.step import StepSettings, Update
 
@@ -90,36 +88,9 @@ def build_job(
     model.grad_checkpointing = cfg.grad_checkpointing
     if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
         load_weights(model, cfg.init_from, resolved(cfg)["model"])
-    optimizer = build_optimizer(model, cfg.optim)
-    lr_factor = instantiate(cfg.schedule)
-    lr_factor(0, cfg.max_steps)  # a bad schedule value fails here, before any work
-    warmup = cfg.schedule.get("warmup_steps", 0)
-    if warmup >= cfg.max_steps:
-        log.warning(
-            "schedule.warmup_steps=%d >= max_steps=%d: the learning rate never reaches optim.lr and the run "
-            "learns little; lower schedule.warmup_steps (e.g. %d)",
-            warmup,
-            cfg.max_steps,
-            max(cfg.max_steps // 10, 1),
-        )
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    ema = make_ema(model) if cfg.ema_decay is not None else None
-    state = TrainState(model, optimizer, scaler, ema)
-    if ckpt is not None:
-        state.restore(ckpt, run_dir / "ckpt.pt")
-        log.info("resumed %s at step %d", run_dir / "ckpt.pt", state.step)
-    # Checkpoints always save the plain `model`: never the DDP or compiled wrapper.
-    ddp = (
-        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if world.distributed
-        else None
-    )
-    forward = ddp or model
-    if cfg.compile:
-        log.info(
-            "compiling the model (mode %s): the first steps take a while, often a minute or more",
-            cfg.compile_mode,
-        )
+    lr_factor = build_schedule(cfg)
+    state = build_state(cfg, model, device, ckpt, run_dir)
+    forward, no_sync = wrap_model(model, cfg, world, device)
     job = Job(
         cfg=cfg,
         run_dir=run_dir,
@@ -129,8 +100,8 @@ def build_job(
         train_ids=on_device(data.train, device, "train"),
         val_ids=on_device(data.val, device, "val"),
         state=state,
-        forward=torch.compile(forward, mode=str(cfg.compile_mode)) if cfg.compile else forward,
-        no_sync=ddp.no_sync if ddp else contextlib.nullcontext,
+        forward=forward,
+        no_sync=no_sync,
         lr_factor=lr_factor,
         settings=StepSettings(**{f.name: cfg[f.name] for f in fields(StepSettings)}),
         config=resolved(cfg),
@@ -139,13 +110,7 @@ def build_job(
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
         val_bytes_per_token=bytes_per_token(data),
     )
-    if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
-        job.update = graphed_update(state, world)
-    if cfg.cuda_graph:
-        why_not = can_graph_update(state, world.distributed)
-        if why_not:
-            raise UserError(f"cuda_graph=true: {why_not}; set cuda_graph=false")
-        job.graphed_step = GraphedStep(state, job.forward, job.settings)
+    set_up_graphs(job)
     if world.is_main:
         start_run_dir(job)
     log.info(
@@ -158,6 +123,69 @@ def build_job(
         run_dir,
     )
     return job
+
+
+def build_state(
+    cfg: DictConfig, model: torch.nn.Module, device: torch.device, ckpt: dict[str, Any] | None, run_dir: Path
+) -> TrainState:
+    """The model with its optimizer, GradScaler and EMA: fresh, or as ``ckpt`` left them."""
+    optimizer = build_optimizer(model, cfg.optim)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    ema = make_ema(model) if cfg.ema_decay is not None else None
+    state = TrainState(model, optimizer, scaler, ema)
+    if ckpt is not None:
+        state.restore(ckpt, run_dir / "ckpt.pt")
+        log.info("resumed %s at step %d", run_dir / "ckpt.pt", state.step)
+    return state
+
+
+def build_schedule(cfg: DictConfig) -> Callable[[int, int], float]:
+    """The LR multiplier (step, max_steps) -> factor; a bad schedule value fails here, before any work."""
+    lr_factor = instantiate(cfg.schedule)
+    lr_factor(0, cfg.max_steps)
+    warmup = cfg.schedule.get("warmup_steps", 0)
+    if warmup >= cfg.max_steps:
+        log.warning(
+            "schedule.warmup_steps=%d >= max_steps=%d: the learning rate never reaches optim.lr and the run "
+            "learns little; lower schedule.warmup_steps (e.g. %d)",
+            warmup,
+            cfg.max_steps,
+            max(cfg.max_steps // 10, 1),
+        )
+    return lr_factor
+
+
+def wrap_model(
+    model: torch.nn.Module, cfg: DictConfig, world: World, device: torch.device
+) -> tuple[torch.nn.Module, Callable[[], contextlib.AbstractContextManager]]:
+    """The model as the step calls it (DDP and/or compiled), and DDP's no_sync (else a no-op).
+    Checkpoints always save the plain ``model``: never the DDP or compiled wrapper."""
+    ddp = (
+        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world.distributed
+        else None
+    )
+    forward = ddp or model
+    if cfg.compile:
+        log.info(
+            "compiling the model (mode %s): the first steps take a while, often a minute or more",
+            cfg.compile_mode,
+        )
+        forward = torch.compile(forward, mode=str(cfg.compile_mode))
+    return forward, ddp.no_sync if ddp else contextlib.nullcontext
+
+
+def set_up_graphs(job: Job) -> None:
+    """CUDA graphs where the config asks for them: the update (compile_mode=reduce-overhead, where it
+    can) or the whole step (cuda_graph=true, refused where it cannot)."""
+    cfg, state = job.cfg, job.state
+    if cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
+        job.update = graphed_update(state, job.world)
+    if cfg.cuda_graph:
+        why_not = can_graph_update(state, job.world.distributed)
+        if why_not:
+            raise UserError(f"cuda_graph=true: {why_not}; set cuda_graph=false")
+        job.graphed_step = GraphedStep(state, job.forward, job.settings)
 
 
 def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
@@ -189,10 +217,10 @@ def seed_everything(seed: int) -> None:
 def start_run_dir(job: Job) -> None:
     """Rank 0: clear what a killed run left, write the run's config and tokenizer, open the logger."""
     run_dir, state = job.run_dir, job.state
-    remove_partial_checkpoints(run_dir)
+    remove_leftovers(run_dir)  # this run holds the directory's lock: no other writer is in it
     # records after the checkpoint (or all of them, on a fresh start) are redone
-    truncate_metrics(run_dir, state.step)
-    (run_dir / "effective_config.json").write_text(json.dumps(job.config, indent=2) + "\n", encoding="utf-8")
+    truncate_records(run_dir, state.step)
+    write_text(run_dir / "effective_config.json", json.dumps(job.config, indent=2) + "\n")
     job.data.tokenizer.save(run_dir / "tokenizer.json")
     job.logger = instantiate(job.cfg.logger)(run_dir=run_dir, config=job.config, run_id=state.logger_run_id)
     state.logger_run_id = job.logger.run_id

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.errors import UserError
-from tinygpt.training.rundir import json_record
+from tinygpt.training.metrics import append_record
 
 
 class NullLogger:
@@ -31,11 +31,10 @@ class MetricsLogger(NullLogger):
     a non-finite value (a diverged loss) is written as null, so every line is strict JSON."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], run_id: str | None = None):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.run_dir = Path(run_dir)
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json_record(record) + "\n")
+        append_record(self.run_dir, record)
 
 
 class WandbLogger(MetricsLogger):

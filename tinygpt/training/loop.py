@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -56,12 +57,17 @@ class Throughput:
 
 
 def train(
-    cfg: DictConfig, run_dir: str | Path, world: World = SINGLE_PROCESS, overrides: list[str] | None = None
+    cfg: DictConfig,
+    run_dir: str | Path,
+    world: World = SINGLE_PROCESS,
+    overrides: list[str] | None = None,
+    ckpt: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run (or resume) one training job into ``run_dir``; returns final and best val loss.
 
     Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it. ``overrides``
     (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
+    ``ckpt``: run_dir's ckpt.pt when the caller has read it already (``resumed_config``), else read here.
     """
     run_dir = Path(run_dir)
     if cfg.init_from is not None:  # model config and tokenizer from a transformers folder
@@ -69,7 +75,7 @@ def train(
     check_train_config(cfg, world.size)
     device = pick_device(cfg.device, world)
     with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
-        ckpt = checkpoint_to_resume(cfg, run_dir / "ckpt.pt")
+        ckpt = checkpoint_to_resume(cfg, run_dir / "ckpt.pt", ckpt)
         job = build_job(cfg, run_dir, world, device, ckpt)
         job.overrides = overrides
         if ckpt is not None and world.is_main:

@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 from hydra import compose
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.config.keys import changeable_on_resume
-from tinygpt.config.overrides import override_key
-from tinygpt.config.schema import TrainSchema, flat_items, resolved
+from tinygpt.config.overrides import flat_items, override_key
+from tinygpt.config.schema import TrainSchema, resolved
 from tinygpt.config.untrusted import check_data, check_override_targets
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
@@ -45,9 +45,12 @@ def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) ->
         )
 
 
-def checkpoint_to_resume(cfg: DictConfig, ckpt_path: Path) -> dict[str, Any] | None:
+def checkpoint_to_resume(
+    cfg: DictConfig, ckpt_path: Path, ckpt: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The checkpoint this run continues from, per ``resume``: true (it must exist), false (there must be
-    none: a new run never overwrites one) or auto (continue if there is one, else start fresh)."""
+    none: a new run never overwrites one) or auto (continue if there is one, else start fresh). ``ckpt``:
+    the one ``resumed_config`` already loaded from ``ckpt_path``, checked here like one loaded here."""
     exists = ckpt_path.exists()
     if cfg.resume is False and exists:
         raise UserError(
@@ -61,7 +64,8 @@ def checkpoint_to_resume(cfg: DictConfig, ckpt_path: Path) -> dict[str, Any] | N
         )
     if not exists or cfg.resume is False:
         return None
-    ckpt = load_checkpoint(ckpt_path)
+    if ckpt is None:
+        ckpt = load_checkpoint(ckpt_path)
     check_checkpoint(ckpt, ckpt_path)
     check_same_experiment(ckpt["config"], cfg, ckpt_path)
     if cfg.ema_decay is not None and ckpt.get("ema") is None:
@@ -116,27 +120,71 @@ def changeable(key: str) -> bool:
     return any(key == name or key.startswith(f"{name}.") for name in CHANGEABLE_ON_RESUME)
 
 
-def resumed_config(cfg: DictConfig, run_dir: Path, typed: list[str]) -> tuple[DictConfig, list[str]]:
-    """The config a resumed run continues with, and the overrides that made it.
+def resumed_config(
+    cfg: DictConfig, run_dir: Path, typed: list[str]
+) -> tuple[DictConfig, list[str], dict[str, Any] | None]:
+    """The config a resumed run continues with, the overrides that made it, and its checkpoint (read
+    here once, for ``train`` to continue from).
 
-    It is the run's own recipe (its saved overrides composed again) with the overrides ``typed`` on
-    this command line on top; a typed override that changes anything but CHANGEABLE_ON_RESUME is
-    refused, naming each key with its old and new value. Without a checkpoint to resume, ``cfg``.
+    The config is the run's own recipe (its saved overrides composed again) with the overrides ``typed``
+    on this command line on top; one that changes anything but CHANGEABLE_ON_RESUME from the config the
+    checkpoint holds is refused, naming each key with its old and new value. Without a checkpoint to
+    resume: ``cfg``, ``typed`` and None.
     """
     ckpt_path = run_dir / "ckpt.pt"
     if cfg.resume is False or not ckpt_path.exists():
-        return cfg, typed
-    saved = saved_overrides(load_checkpoint(ckpt_path, mmap=True), run_dir)  # the weights stay on disk
-    before = compose("train", overrides=saved)
+        return cfg, typed, None
+    ckpt = load_checkpoint(ckpt_path)
+    check_checkpoint(ckpt, ckpt_path)
+    saved = saved_overrides(ckpt, run_dir)
     after = compose("train", overrides=[*saved, *typed])
-    changed = differences(resolved(before), resolved(after), lambda key: not changeable(key))
+    changed = recipe_changes(ckpt["config"], after, typed)
     if changed:
         raise UserError(
             f"cannot resume {ckpt_path}: a resume continues the run's own recipe, and this command changes "
             f"it ({'; '.join(changed)}); drop those overrides, or start a new hydra.run.dir to change them"
         )
     retyped = {override_key(o) for o in typed}
-    return after, [*(o for o in saved if override_key(o) not in retyped), *typed]
+    return after, [*(o for o in saved if override_key(o) not in retyped), *typed], ckpt
+
+
+def recipe_changes(stored: dict[str, Any], cfg: DictConfig, typed: list[str]) -> list[str]:
+    """``key old -> new`` for every key the ``typed`` overrides reach that a resume may not change and
+    whose value in ``cfg`` is not the one in the checkpoint's config ``stored``. Not compared: a key the
+    typed overrides do not reach (a default changed by a later version is not this command's doing), a
+    key only one of them has, a value that is an interpolation (it follows the key it names, compared
+    itself, or the environment: data.cache_dir from TINYGPT_CACHE), and with ``init_from``, the model
+    and tokenizer keys, which come from the folder and are compared once it is read
+    (check_same_experiment)."""
+    old, new = flat_items(stored), flat_items(resolved(cfg))
+    reached = typed_reach(typed, stored)
+    from_folder = ("model.", "data.tokenizer.") if cfg.init_from is not None else ()
+    return [
+        f"{key} {old[key]} -> {new[key]}"
+        for key in sorted(old.keys() & new.keys())
+        if old[key] != new[key]
+        and reached(key)
+        and not changeable(key)
+        and not key.startswith(from_folder)
+        and not interpolated(cfg, key)
+    ]
+
+
+def typed_reach(typed: list[str], stored: dict[str, Any]) -> Callable[[str], bool]:
+    """Which dotted keys the ``typed`` overrides can change: those under each one's key or group
+    (``optim.lr``, ``model/norm`` -> ``model.norm.*``); every key when one is a group that writes at the
+    top level (``experiment=...``: its name is no key of the config)."""
+    prefixes = [override_key(o).lstrip("+~").replace("/", ".") for o in typed]
+    if any(prefix.split(".")[0] not in stored for prefix in prefixes):
+        return lambda key: True
+    return lambda key: any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def interpolated(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted ``key`` of ``cfg`` holds an interpolation (``${...}``) rather than a value."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return OmegaConf.is_config(node) and OmegaConf.is_interpolation(node, leaf)
 
 
 def record_resume(run_dir: Path, step: int, typed: list[str]) -> None:

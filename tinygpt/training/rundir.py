@@ -1,4 +1,4 @@
-"""The run directory as a resource one process owns: an exclusive lock, and the metrics it keeps.
+"""The run directory as a resource one process owns: an exclusive lock.
 
 A run directory belongs to one training process at a time. The lock is ``fcntl.flock`` on
 ``<run_dir>/.lock``: the kernel releases it when the process ends in any way, kill -9 included, so a
@@ -13,8 +13,6 @@ the same lock again (a no-op in the process that already holds it), so the API i
 """
 
 import contextlib
-import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -129,27 +127,3 @@ def _or_exit(check: Callable[[Path], Any], path: Path) -> Any:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-
-
-def json_record(record: dict[str, Any]) -> str:
-    """One metrics.jsonl line: strict JSON, so a non-finite number (a diverged loss) is written null."""
-    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    return json.dumps(clean, allow_nan=False)
-
-
-def truncate_metrics(run_dir: Path, last_step: int) -> None:
-    """On resume, drop records a killed run logged after its last checkpoint (they are redone), and a
-    last line the kill cut short. The kept lines go to a new file that replaces the old one, so a kill
-    during this never loses the history."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(path, encoding="utf-8", errors="replace") as old, open(tmp, "w", encoding="utf-8") as new:
-        for line in old:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                if json.loads(line)["step"] <= last_step:
-                    new.write(line.rstrip("\n") + "\n")
-        new.flush()
-        os.fsync(new.fileno())
-    os.replace(tmp, path)
