@@ -78,6 +78,20 @@ def test_a_resume_that_changes_the_recipe_is_refused_naming_each_key(tmp_path):
     assert record(run_dir) == before
 
 
+def test_a_default_that_differs_from_the_runs_is_kept_not_refused_unless_typed(tmp_path):
+    """A run written when a default was another value (here grad_clip, edited into its checkpoint)
+    resumes with a command that does not type it; typing it is a change of recipe, refused."""
+    run_dir = tmp_path / "run"
+    start_run(run_dir)
+    state = torch.load(run_dir / "ckpt.pt", weights_only=True)
+    state["config"]["grad_clip"] = 0.5  # the default of that imagined version
+    torch.save(state, run_dir / "ckpt.pt")
+    typed = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6", "grad_clip=2.0")
+    assert typed.returncode == 2 and "grad_clip 0.5 -> 2.0" in typed.stderr, typed.stderr
+    untyped = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6")
+    assert untyped.returncode == 0, untyped.stderr
+
+
 def test_a_refused_new_run_into_a_used_directory_leaves_its_record(tmp_path):
     run_dir = tmp_path / "run"
     start_run(run_dir)

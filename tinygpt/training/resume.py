@@ -175,6 +175,7 @@ def typed_reach(typed: list[str], stored: dict[str, Any]) -> Callable[[str], boo
     (``optim.lr``, ``model/norm`` -> ``model.norm.*``); every key when one is a group that writes at the
     top level (``experiment=...``: its name is no key of the config)."""
     prefixes = [override_key(o).lstrip("+~").replace("/", ".") for o in typed]
+    prefixes = [p for p in prefixes if p.split(".")[0] != "hydra"]  # where this command runs: no record
     if any(prefix.split(".")[0] not in stored for prefix in prefixes):
         return lambda key: True
     return lambda key: any(key == p or key.startswith(f"{p}.") for p in prefixes)
