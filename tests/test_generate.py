@@ -194,13 +194,13 @@ def test_cache_is_allocated_once_holds_only_the_kv_heads_and_gives_the_full_forw
         full = model(text)[:, -1]  # the window mask over the whole text
     assert all(layer.k.shape == (3, 2, 5, 8) for layer in cache)  # (B, n_kv_head, window, head_dim)
     assert [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in cache] == buffers
-    assert cache[0].pos.tolist() == [37]
+    assert cache[0].pos.tolist() == [36]  # the newest token's position
     torch.testing.assert_close(last, full)
 
 
 @pytest.mark.parametrize("fixed_shapes", [False, True])
 def test_a_multi_token_chunk_cannot_follow_cached_tokens(fixed_shapes):
-    cache = KVCache(capacity=8, device=torch.device("cpu"), fixed_shapes=fixed_shapes)
+    cache = KVCache(capacity=8, pos=torch.empty(1, dtype=torch.long), fixed_shapes=fixed_shapes)
     cache.update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
     with pytest.raises(ValueError, match="empty KVCache"):
         cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))

@@ -21,31 +21,35 @@ class KVCache:
     slot p % capacity, so once full the cache is a ring buffer of the newest ``capacity`` tokens (a
     sliding window never needs more). Keys are stored after QK-norm and RoPE, at their own positions.
 
-    The position of the next token is ``pos``, a (1,) tensor on the device that each update advances in
-    place, so a CUDA graph or a compiled step can replay the same code every token. A single token
-    reads back either every slot under ``mask()`` (``fixed_shapes=True``: the same shapes every token,
-    what a graph or torch.compile needs) or only the slots written so far (``fixed_shapes=False``: the
-    fewest keys, the CPU's fastest), which it counts on the host in ``length``.
+    ``pos``, a (1,) tensor on the device shared by every layer's cache, is the position of the newest
+    token: ``positions`` advances it in place once per forward, so a CUDA graph or a compiled step
+    replays the same code every token. A single token reads back either every slot under ``mask()``
+    (``fixed_shapes=True``: the same shapes every token, what a graph or torch.compile needs) or only
+    the slots written so far (``fixed_shapes=False``: the fewest keys, the CPU's fastest), which it
+    counts on the host in ``length``.
     """
 
-    def __init__(self, capacity: int, device: torch.device, fixed_shapes: bool = False):
+    def __init__(self, capacity: int, pos: torch.Tensor, fixed_shapes: bool = False):
         self.capacity = capacity
         self.fixed_shapes = fixed_shapes
-        self.pos = torch.zeros(1, dtype=torch.long, device=device)  # (1,) position of the next token
+        self.pos = pos  # (1,) position of the newest token; -1: none yet
         self.length = 0  # tokens written since the prompt; single tokens count only without fixed shapes
-        self.slots = torch.arange(capacity, device=device)  # (capacity,)
+        self.slots = torch.arange(capacity, device=pos.device)  # (capacity,)
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self.reset()
 
     def reset(self) -> None:
         """Empty the cache; the buffers stay, and slots are overwritten before they are read again."""
-        self.pos.zero_()
+        self.pos.fill_(-1)
         self.length = 0
 
     def positions(self, T: int, device: torch.device) -> torch.Tensor:
+        """The (T,) positions of the next T tokens, which from now on count as the newest (``pos``)."""
         if T == 1:
-            return self.pos.clone()  # (1,): the update advances pos in place
-        return self.pos + torch.arange(T, device=device)  # (T,)
+            return self.pos.add_(1)  # (1,) unchanged until the next forward's call
+        self.pos.fill_(T - 1)  # several tokens start an empty cache (``update`` checks it)
+        return torch.arange(T, device=device)
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they attend to.
@@ -64,10 +68,9 @@ class KVCache:
         if T == 1:
             slots = self.pos % self.capacity  # (1,)
         else:
-            slots = (self.pos + torch.arange(T - keep, T, device=k.device)) % self.capacity  # (keep,)
+            slots = torch.arange(T - keep, T, device=k.device) % self.capacity  # (keep,) positions from 0
         self.k.index_copy_(2, slots, k[:, :, T - keep :])
         self.v.index_copy_(2, slots, v[:, :, T - keep :])
-        self.pos += T
         if T > 1:
             self.length = T
             return k, v
@@ -80,7 +83,7 @@ class KVCache:
 
     def mask(self) -> torch.Tensor | None:
         """After a single token's update: (1, capacity), the slots written so far; None = all returned."""
-        return (self.slots < self.pos)[None] if self.fixed_shapes else None
+        return (self.slots <= self.pos)[None] if self.fixed_shapes else None
 
 
 def past_block_size(model: GPT) -> str:
@@ -114,8 +117,8 @@ def cache_capacity(model: GPT) -> int:
 
 def new_cache(model: GPT, fixed_shapes: bool = False) -> list[KVCache]:
     """One empty KVCache per layer of ``model``, on its device, as large as its context rule needs."""
-    device = model.lm_head.weight.device
-    return [KVCache(cache_capacity(model), device, fixed_shapes) for _ in range(model.n_layer)]
+    pos = torch.empty(1, dtype=torch.long, device=model.lm_head.weight.device)  # shared by every layer
+    return [KVCache(cache_capacity(model), pos, fixed_shapes) for _ in range(model.n_layer)]
 
 
 def fit_context(model: GPT, prompt_len: int, max_new_tokens: int) -> bool:

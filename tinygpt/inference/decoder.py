@@ -25,7 +25,7 @@ class Decoder:
     ``restart(context)`` fills the cache from a context (eagerly: its length varies) and samples the
     token after it; without a cache that is how every token is decoded. ``step()`` then decodes the
     token after the newest one. Both return the (B,) ids chosen. Rows that have emitted ``eot_id`` go on
-    emitting it. ``bad`` turns true once any logits are inf or nan: the loop checks it when it reads
+    emitting it. ``finite`` turns false once any logits are inf or nan: the loop checks it when it reads
     tokens back, instead of waiting for the device every token.
     """
 
@@ -37,14 +37,15 @@ class Decoder:
         self.token = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, 1) the next step's input
         self.seen = torch.zeros(B, model.lm_head.out_features, dtype=torch.bool, device=device)  # (B, V)
         self.finished = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
-        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
         self.step: Step = self.decode_one
         self.reset()
 
     def reset(self) -> None:
         """Back to the state before the first token: nothing sampled yet, only the prompt seen."""
-        for state in (self.token, self.seen, self.finished, self.bad):
+        for state in (self.token, self.seen, self.finished):
             state.zero_()
+        self.finite.fill_(True)
         self.seen.scatter_(1, self.prompt, True)
 
     def restart(self, context: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ class Decoder:
         return self.choose(self.model(self.token, self.cache)[:, -1])  # from logits (B, V)
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        self.bad |= ~torch.isfinite(logits).all()
+        self.finite &= torch.isfinite(logits).all()
         nxt = self.pick(logits, self.seen)  # (B,)
         if self.eot_id is not None:
             nxt = nxt.masked_fill(self.finished, self.eot_id)

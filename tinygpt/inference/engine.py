@@ -105,7 +105,7 @@ def decode(decoder: Decoder, max_new_tokens: int, ring: bool, chunk: int) -> Ite
         if n + 1 - sent < chunk and n + 1 < total:
             continue
         new, sent = tokens[:, sent : n + 1], n + 1  # (B, up to chunk)
-        if bool(decoder.bad):
+        if not bool(decoder.finite):
             raise UserError(NOT_FINITE)
         ended = [] if eot_id is None else (new == eot_id).all(dim=0).nonzero().flatten().tolist()
         if ended:  # every row has ended: the stream stops after that token

@@ -31,7 +31,11 @@ class LayerCache(Protocol):
     """What attention needs of one layer's KV cache during generation (``inference.cache.KVCache``)."""
 
     def positions(self, T: int, device: torch.device) -> torch.Tensor:
-        """The (T,) positions of the next T tokens: they continue from the cached ones."""
+        """The (T,) positions of the next T tokens: they continue from the cached ones.
+
+        Asked once per forward, of the first layer's cache, before any update: a cache may count the
+        T tokens as written from here on.
+        """
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
