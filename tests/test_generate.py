@@ -181,7 +181,7 @@ def test_each_model_says_how_it_goes_past_block_size():
 @pytest.mark.parametrize("fixed_shapes", [False, True])
 def test_cache_is_allocated_once_holds_only_the_kv_heads_and_gives_the_full_forwards_logits(fixed_shapes):
     """Both ways a single token reads the cache back (the written slots; every slot under a mask), on
-    a ring that wraps six times: the buffers never move, and the last logits are the uncached ones."""
+    a ring of 5 slots over 37 tokens: the buffers never move, and the last logits are the uncached ones."""
     model = sharp_model("model=llama", "model.n_kv_head=2", "model.sliding_window=5")  # head_dim 32/4
     model.transformer.wpe.extend(37)  # RoPE tables past block_size, as stream() does
     cache = new_cache(model, fixed_shapes)

@@ -55,7 +55,7 @@ class Decoder:
         return self.choose(self.model(context, self.cache)[:, -1])  # from logits (B, V)
 
     def decode_one(self) -> torch.Tensor:
-        """The (B,) ids after ``token``. Same shapes and no host sync, every call."""
+        """The (B,) ids after ``token``, with no host sync; with a fixed-shape cache, the same shapes too."""
         return self.choose(self.model(self.token, self.cache)[:, -1])  # from logits (B, V)
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
