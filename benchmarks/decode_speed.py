@@ -2,13 +2,15 @@
 
 Batch 1, a one-token prompt, random weights (speed does not depend on them), sampling at
 temperature 1 with the same seed on every path. Past block_size all paths follow the same context
-rule (``tinygpt.inference.engine.past_block_size``), so they do the same work per token but for the
-recomputation a cache saves. The baseline is the growing KV cache (the CPU default); "static cache"
-is ``tinygpt.inference.static_cache`` (the CUDA default: a CUDA graph per token there, eager elsewhere), timed
-end to end, graph capture included. "static cache, compiled" is the same with its one-token step
-through torch.compile (``compile=true`` of generate): the warm-up call compiles it, so the timed call
-shows decoding alone, and the compile time is printed apart. "same tokens" counts the leading tokens
-equal to the baseline's: all of them, unless float rounding flips a draw.
+rule (``tinygpt.inference.cache.past_block_size``), so they do the same work per token but for the
+recomputation a cache saves. Every path is the one decode loop with the one KV cache: the baseline
+reads back only the cache's written slots each token (the CPU default); "static cache"
+(``static_cache=true``, the CUDA default) gives the cache fixed shapes, so each token attends over
+every slot under a mask and, on CUDA, is one CUDA graph replay, timed end to end, graph capture
+included. "static cache, compiled" is the same with its one-token step through torch.compile
+(``compile=true`` of generate): the warm-up call compiles it, so the timed call shows decoding alone,
+and the compile time is printed apart. "same tokens" counts the leading tokens equal to the
+baseline's: all of them, unless float rounding flips a draw.
 
 Each model runs on one thread and on torch's default number: decoding is many small
 ops, and on a busy machine threads that wait for each other can cost more than they bring. The load
@@ -52,7 +54,7 @@ def build(overrides: list[str], vocab_size: int) -> GPT:
 # path -> keywords of tinygpt.inference.engine.generate; the first is the baseline of the others
 PATHS = {
     "KV cache (baseline)": dict(kv_cache=True, static_cache=False),
-    "static cache": dict(kv_cache=True, static_cache=True),  # + a CUDA graph per token on CUDA
+    "static cache": dict(kv_cache=True, static_cache=True),  # fixed shapes; + a CUDA graph per token on CUDA
     # compiled in the warm-up call (its compile time is not in the timed call; printed apart)
     "static cache, compiled": dict(kv_cache=True, static_cache=True, compile_step=True),
     "no cache": dict(kv_cache=False),

@@ -18,7 +18,8 @@ from tinygpt.config.schema import conf_dir
 from tinygpt.data import CharTokenizer
 from tinygpt.errors import UserError, exit_on_user_error
 from tinygpt.generate import cli, write_samples
-from tinygpt.inference.engine import KVCache, generate, generate_text, new_cache, past_block_size, slide_keep
+from tinygpt.inference.cache import KVCache, new_cache, past_block_size, slide_keep
+from tinygpt.inference.engine import generate, generate_text
 from tinygpt.inference.run import load
 from tinygpt.inference.sampling import draw
 from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
@@ -124,6 +125,46 @@ def test_the_compiled_static_step_gives_the_same_tokens_and_compiles_once():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == first  # nothing compiled again
 
 
+@pytest.mark.parametrize("variant,prompt_len", [("gpt (learned)", 5), ("sliding window, rope", 30)])
+def test_the_step_replayed_as_a_graph_gives_the_eager_steps_tokens(variant, prompt_len, monkeypatch):
+    """static_cache on CUDA, its CUDA parts replaced: the step is run as the capture runs it (warm-ups
+    and the recording), then each "replay" reruns it into the one output tensor a graph overwrites.
+    Capturing must put the decoder's state and the random generator back, so the tokens are the eager
+    ones: greedy, seeded with a generator and with the default one, through slide restarts and a ring
+    that wraps. On a GPU: ``benchmarks/generate_speed.py --device cuda`` ("same tokens")."""
+    import tinygpt.inference.decoder
+    import tinygpt.inference.engine
+
+    model = sharp_model(*VARIANTS[variant])
+    prompt = torch.randint(0, 50, (2, prompt_len))
+    controls = dict(temperature=2.0, top_k=20, top_p=0.95, repetition_penalty=1.3)
+
+    def texts(**path) -> list[torch.Tensor]:
+        greedy = generate(model, prompt, 40, temperature=0, **path)
+        seeded = generate(model, prompt, 40, generator=torch.Generator().manual_seed(1), **controls, **path)
+        torch.manual_seed(2)
+        default_rng = generate(model, prompt, 40, **controls, **path)
+        return [greedy, seeded, default_rng]
+
+    eager = texts(static_cache=False)
+    captures = []
+
+    def capture_by_running(step, generator):
+        for _ in range(3):  # two warm-ups, then the recording
+            out = step()
+        captures.append(generator)
+        return lambda: out.copy_(step())
+
+    monkeypatch.setattr(tinygpt.inference.engine, "replays_graphs", lambda device: True)
+    monkeypatch.setattr(tinygpt.inference.decoder, "graphed", capture_by_running)
+    monkeypatch.setattr(torch.cuda, "default_generators", (torch.default_generator,))
+    replayed = texts(static_cache=True)
+    assert len(captures) == 3 and captures[0] is None and captures[2] is None
+    for got, expected in zip(replayed, eager, strict=True):
+        assert torch.equal(got, expected)
+    assert not torch.equal(eager[1], eager[0]) and not torch.equal(eager[2], eager[1])
+
+
 def test_sampling_draws_what_multinomial_draws_from_the_same_generator():
     probs = torch.rand(3, 40).softmax(dim=-1)
     ours, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
@@ -137,26 +178,34 @@ def test_each_model_says_how_it_goes_past_block_size():
     assert {v for v, rule in rules.items() if rule == "ring"} == {"sliding window, rope"}
 
 
-def test_cache_is_allocated_once_and_holds_only_the_kv_heads():
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+def test_cache_is_allocated_once_holds_only_the_kv_heads_and_gives_the_full_forwards_logits(fixed_shapes):
+    """Both ways a single token reads the cache back (the written slots; every slot under a mask), on
+    a ring of 5 slots over 37 tokens: the buffers never move, and the last logits are the uncached ones."""
     model = sharp_model("model=llama", "model.n_kv_head=2", "model.sliding_window=5")  # head_dim 32/4
     model.transformer.wpe.extend(37)  # RoPE tables past block_size, as stream() does
-    cache = new_cache(model)
-    prompt = torch.randint(0, 50, (3, 7))
+    cache = new_cache(model, fixed_shapes)
+    text = torch.randint(0, 50, (3, 37))
     with torch.no_grad():
-        model(prompt, cache)
+        model(text[:, :7], cache)
         buffers = [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in cache]
-        for _ in range(30):
-            model(torch.randint(0, 50, (3, 1)), cache)
+        for n in range(7, 37):
+            last = model(text[:, n : n + 1], cache)[:, -1]  # (3, V)
+        full = model(text)[:, -1]  # the window mask over the whole text
     assert all(layer.k.shape == (3, 2, 5, 8) for layer in cache)  # (B, n_kv_head, window, head_dim)
     assert [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in cache] == buffers
-    assert cache[0].length == 37
+    assert cache[0].pos.tolist() == [36]  # the newest token's position
+    torch.testing.assert_close(last, full)
 
 
-def test_a_multi_token_chunk_cannot_follow_cached_tokens():
-    cache = KVCache(capacity=8)
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+def test_a_multi_token_chunk_cannot_follow_cached_tokens(fixed_shapes):
+    cache = KVCache(capacity=8, pos=torch.empty(1, dtype=torch.long), fixed_shapes=fixed_shapes)
     cache.update(torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
     with pytest.raises(ValueError, match="empty KVCache"):
         cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+    cache.reset()
+    cache.update(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))  # a restart
 
 
 class EndOfText(CharTokenizer):

@@ -7,7 +7,7 @@ RoPE, SwiGLU, no biases): norm, positions and MLP are passed in as factories bui
 
 The forward takes an optional KV cache per layer (the model's math only needs ``LayerCache``), so each
 new token costs one position instead of the whole context; the cache, the context rule past block_size
-and the decode loop live in ``tinygpt.inference.engine``.
+and the decode loop live in ``tinygpt.inference``.
 """
 
 import math
@@ -28,10 +28,14 @@ MlpFactory = Callable[..., nn.Module]  # (n_embd, bias=, dropout=) -> module
 
 
 class LayerCache(Protocol):
-    """What attention needs of one layer's KV cache during generation (``inference.engine.KVCache``)."""
+    """What attention needs of one layer's KV cache during generation (``inference.cache.KVCache``)."""
 
     def positions(self, T: int, device: torch.device) -> torch.Tensor:
-        """The (T,) positions of the next T tokens: they continue from the cached ones."""
+        """The (T,) positions of the next T tokens: they continue from the cached ones.
+
+        Asked once per forward, of the first layer's cache, before any update: a cache may count the
+        T tokens as written from here on.
+        """
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
@@ -210,8 +214,8 @@ class GPT(nn.Module):
         """idx: (B, T) token ids -> logits (B, T, vocab_size), or with ``targets`` (B, T) the () loss.
 
         Without ``cache`` (training), idx is the whole context, at positions 0..T-1. With it (one
-        cache per layer, from ``inference.engine.new_cache`` or ``inference.static_cache``), idx holds only
-        the tokens after the cached ones, and their positions continue from there. The loss
+        cache per layer, from ``inference.cache.new_cache``), idx holds only the tokens after the
+        cached ones, and their positions continue from there. The loss
         (``model.loss.lm_loss``) is computed here so that ``torch.compile`` of the model compiles it in
         the same graph as the head: the upcast and log-softmax of the (B, T, V) logits fuse instead of
         going through memory.
