@@ -253,6 +253,7 @@ def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block
     into the tensors the graph reads, the first 2 steps of a shape run eagerly, the third records, a new
     block size records anew; the run is the eager one's. On a GPU: benchmarks/cuda_graph_check.py step."""
     import tinygpt.training.graphs as graphs
+    from tinygpt.runtime import cuda_graphs
 
     class NoStream:
         def wait_stream(self, other):
@@ -262,11 +263,11 @@ def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: NoStream())
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
 
-    def record(step):
+    def record(step, generator=None):
         graph = ReplayedByRerunning(step)
         return graph, graph.out
 
-    monkeypatch.setattr(graphs, "record_graph", record)
+    monkeypatch.setattr(cuda_graphs, "record", record)
     ReplayedByRerunning.recorded.clear()
     fused = OPTIMIZERS["adamw fused (skips on the device itself)"]
     eager, graphed = new_state(fused), new_state(fused)

@@ -14,6 +14,7 @@ import torch
 
 from tinygpt.inference.cache import KVCache
 from tinygpt.model import GPT
+from tinygpt.runtime import cuda_graphs
 
 Pick = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, V), seen (B, V)) -> ids (B,)
 Step = Callable[[], torch.Tensor]  # decodes one token: -> ids (B,)
@@ -100,21 +101,11 @@ def replays_graphs(device: torch.device) -> bool:
 
 def graphed(step: Step, generator: torch.Generator | None) -> Step:
     """``step`` captured in a CUDA graph: calling the result replays it and returns its output tensor.
-
-    ``step`` must read and write only tensors that stay in place. A few eager runs on a side stream
-    come first (torch's recipe: lazy initialisation, e.g. of cuBLAS, must not happen while capturing).
-    """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
+    ``step`` must read and write only tensors that stay in place; two eager runs come first."""
+    with cuda_graphs.on_side_stream():
         for _ in range(2):
             step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    if generator is not None:
-        graph.register_generator_state(generator)  # replays draw from it, and advance it, as eager steps do
-    with torch.cuda.graph(graph):
-        out = step()
+    graph, out = cuda_graphs.record(step, generator)
 
     def replay() -> torch.Tensor:
         graph.replay()

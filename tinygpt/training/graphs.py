@@ -22,12 +22,13 @@ launch whatever the model's size, and needs no ``torch.compile`` to shed its lau
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 
 import torch
 
 from tinygpt.errors import UserError
+from tinygpt.runtime import cuda_graphs
 from tinygpt.training.state import TrainState
 from tinygpt.training.step import Forward, StepSettings, StepStats, apply_update, train_step
 
@@ -111,18 +112,11 @@ class GraphedUpdate:
         """Record (not run) the update's kernels, reading the loss and learning rates from fixed tensors."""
         self.loss = loss.detach().clone()
         self.lrs = lr_tensors(state.optimizer, self.loss.device)
-        self.graph = torch.cuda.CUDAGraph()
-        with tensor_lrs(state.optimizer, self.lrs), torch.cuda.graph(self.graph):
-            self.grad_norm, self.applied = apply_update(state, self.loss, settings, keep_grads=True)
+        with tensor_lrs(state.optimizer, self.lrs):
+            self.graph, (self.grad_norm, self.applied) = cuda_graphs.record(
+                lambda: apply_update(state, self.loss, settings, keep_grads=True)
+            )
         log.info("the update (clip, optimizer, EMA, counters) is replayed as a CUDA graph from now on")
-
-
-def record_graph(step: Callable[[], StepStats]) -> tuple[torch.cuda.CUDAGraph, StepStats]:
-    """The CUDA graph of ``step`` (recorded, not run) and the output tensors each replay overwrites."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = step()
-    return graph, out
 
 
 class GraphedStep:
@@ -144,7 +138,6 @@ class GraphedStep:
         self.shape: torch.Size | None = None
         self.seen = 0  # steps of this shape so far
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.side: torch.cuda.Stream | None = None  # where the eager steps run
 
     def __call__(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> StepStats:
         if x.shape != self.shape:
@@ -166,20 +159,15 @@ class GraphedStep:
         return StepStats(loss=out.loss.clone(), grad_norm=out.grad_norm.clone(), applied=out.applied.clone())
 
     def eager(self, state: TrainState) -> StepStats:
-        main = torch.cuda.current_stream(self.x.device)
-        self.side = self.side or torch.cuda.Stream(self.x.device)
-        self.side.wait_stream(main)
-        with torch.cuda.stream(self.side):
-            stats = train_step(state, self.forward, self.x, self.y, self.settings, update=self.update)
-        main.wait_stream(self.side)
-        return stats
+        with cuda_graphs.on_side_stream(self.x.device):
+            return train_step(state, self.forward, self.x, self.y, self.settings, update=self.update)
 
     def record(self, state: TrainState) -> None:
         """Record (not run) the step on ``self.x``, ``self.y``; a clear error if torch cannot."""
         self.lrs = lr_tensors(state.optimizer, self.x.device)
         try:
             with tensor_lrs(state.optimizer, self.lrs):
-                self.graph, self.out = record_graph(
+                self.graph, self.out = cuda_graphs.record(
                     lambda: train_step(state, self.forward, self.x, self.y, self.settings, update=self.update)
                 )
         except RuntimeError as exc:  # an operation CUDA graphs do not allow: the device is in doubt, stop
