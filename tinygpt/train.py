@@ -12,10 +12,7 @@ from omegaconf import DictConfig
 from tinygpt.config.argv import command_line, training_args
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
-from tinygpt.runtime.distributed import (
-    close_world,
-    init_world,
-)
+from tinygpt.runtime.distributed import close_world, init_world
 from tinygpt.training.launch import run_sweep_job, shared_run_dir
 from tinygpt.training.loop import train
 from tinygpt.training.resume import resumed_config
