@@ -120,6 +120,22 @@ def one_thread():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def one_thread_per_worker():
+    """The suite runs in parallel worker processes (pytest-xdist, ``-n auto`` in pyproject.toml): each
+    worker, and every command a test starts, then computes on one thread. OpenMP threads of several
+    processes spinning on the same cores cost far more than they bring (a test's run took 5x as long)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def token_cache(tmp_path_factory) -> Path:
     """One token cache for the whole session (so each corpus is tokenized once), never ~/.cache.
 
