@@ -20,19 +20,25 @@ TRUST_VARIABLE = "TINYGPT_TRUSTED_MODULES"
 NOT_GROUPS = ("hydra", "experiment")  # folders of conf/ whose files are not components
 
 
+def config_groups() -> list[str]:
+    """The config groups of conf/, sorted (``data``, ``data/tokenizer``, ``logger``, ``model``, ...):
+    every folder of option files but those of NOT_GROUPS."""
+    root = Path(conf_dir())
+    folders = {path.parent.relative_to(root).as_posix() for path in root.rglob("*.yaml")}
+    return sorted(f for f in folders if f != "." and f.split("/")[0] not in NOT_GROUPS)
+
+
 @cache
 def known_components() -> dict[str, str]:
     """``_target_`` -> the config group that names it (``"tinygpt.model.RoPE"`` -> ``"model/pos"``)."""
     root = Path(conf_dir())
     found: dict[str, str] = {}
-    for path in sorted(root.rglob("*.yaml")):
-        group = path.parent.relative_to(root).as_posix()
-        if group == "." or group.split("/")[0] in NOT_GROUPS:
-            continue
-        node = yaml.safe_load(path.read_text(encoding="utf-8"))
-        target = node.get("_target_") if isinstance(node, dict) else None
-        if isinstance(target, str):
-            found.setdefault(target, group)
+    for group in config_groups():
+        for path in sorted((root / group).glob("*.yaml")):
+            node = yaml.safe_load(path.read_text(encoding="utf-8"))
+            target = node.get("_target_") if isinstance(node, dict) else None
+            if isinstance(target, str):
+                found.setdefault(target, group)
     return found
 
 

@@ -5,27 +5,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from tinygpt.config.commands import SCHEMAS, USAGE
+from tinygpt.config.components import config_groups
 from tinygpt.config.keys import rows
 from tinygpt.config.schema import TrainSchema, conf_dir
 
-GROUPS = (
-    "model",
-    "model/norm",
-    "model/pos",
-    "model/mlp",
-    "optim",
-    "schedule",
-    "data",
-    "data/tokenizer",
-    "logger",
-)
 WIDE = 34  # the meanings start in this column (a longer "key: default" pushes its own further)
 
 
 def group_choices() -> list[tuple[str, list[str]]]:
     """(group, its options) for the training config groups, read from conf/."""
     root = Path(conf_dir())
-    return [(group, sorted(p.stem for p in (root / group).glob("*.yaml"))) for group in GROUPS]
+    return [(group, sorted(p.stem for p in (root / group).glob("*.yaml"))) for group in config_groups()]
 
 
 def own_rows(command: str, schema: type) -> list[tuple[str, str, str]]:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from tinygpt.config.commands import SCHEMAS, USAGE
-from tinygpt.config.help import GROUPS, notes, own_rows
+from tinygpt.config.components import config_groups
+from tinygpt.config.help import notes, own_rows
 from tinygpt.config.schema import conf_dir
 
 COMMAND = "python -m tinygpt.config.reference > docs/keys.md"
@@ -82,7 +83,7 @@ def reference() -> str:
         lines += command_section(command)
         if command == "train":
             lines += ["### Config groups", "", GROUPS_INTRO, ""]
-            for group in GROUPS:
+            for group in config_groups():
                 lines += group_section(group)
     return "\n".join(lines).rstrip() + "\n"
 
