@@ -30,7 +30,8 @@ from tinygpt.runtime.files import atomic_write
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
-FORMATS = {20240520: (1, np.dtype(np.uint16)), 20240801: (7, np.dtype(np.uint32))}  # magic -> (version, dtype)
+# magic -> (version, id dtype)
+FORMATS = {20240520: (1, np.dtype(np.uint16)), 20240801: (7, np.dtype(np.uint32))}
 MAGIC = {dtype: magic for magic, (_, dtype) in FORMATS.items()}
 META = "meta.json"
 META_FORMAT = "tinygpt.shards"
@@ -72,7 +73,8 @@ def open_shard(path: Path) -> np.memmap:
     magic, version, n_tokens = (int(v) for v in header[:3])
     if magic not in FORMATS:
         raise UserError(
-            f"shard {path} starts with magic {magic}, not a token shard's ({' or '.join(map(str, FORMATS))}); "
+            f"shard {path} starts with magic {magic}, not a token shard's "
+            f"({' or '.join(map(str, FORMATS))}); "
             "is it a shard written by tinygpt.prepare, llm.c or modded-nanogpt?"
         )
     expected_version, dtype = FORMATS[magic]
