@@ -10,7 +10,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	# compat: the checkout goes on sys.path, so a clone in a folder named tinygpt cannot shadow the package
-	$(PIP_INSTALL) --config-settings editable_mode=compat -e '.[dev,bnb,wandb,sweeps,report,hf]'
+	$(PIP_INSTALL) --config-settings editable_mode=compat -e '.[dev,bnb,wandb,sweeps,report,hf,parquet]'
 	touch $@
 
 train: $(VENV)/.installed
