@@ -168,3 +168,40 @@ def edited_copy(run_dir: Path, path: Path, edit) -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def llm_c_bytes(ids) -> bytes:
+    """A token shard laid out exactly as llm.c's and modded-nanogpt's writers lay FineWeb out."""
+    import struct
+
+    import numpy as np
+
+    header = struct.pack("<256i", 20240520, 1, len(ids), *([0] * 253))
+    return header + np.asarray(ids, dtype="<u2").tobytes()
+
+
+def fineweb_folder(folder: Path, tokenizer, docs: list[str], per_shard: int = 20) -> list[str]:
+    """Shards as llm.c writes FineWeb (each document preceded by <|endoftext|>, no meta.json; the first
+    shard is val) with ``tokenizer``'s tokenizer.json beside them; returns the overrides to train on them."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(docs), per_shard):
+        split = "val" if i == 0 else "train"
+        ids = np.concatenate(
+            [np.concatenate([[tokenizer.eot_id], tokenizer.encode(d)]) for d in docs[i : i + per_shard]]
+        )
+        (folder / f"fineweb_{split}_{i // per_shard:06d}.bin").write_bytes(llm_c_bytes(ids))
+    tokenizer.save(folder / "tokenizer.json")
+    return [
+        "data=shards",
+        f"data.train={folder}/fineweb_train_*.bin",
+        f"data.val={folder}/fineweb_val_*.bin",
+        f"data.tokenizer_json={folder}/tokenizer.json",
+    ]
+
+
+def corpus_documents(n: int = 60) -> list[str]:
+    """The first ``n`` paragraphs of the embedded corpus: documents for shard tests."""
+    text = embedded_corpus_path().read_text(encoding="utf-8")
+    return [p for p in text.split("\n\n") if p.strip()][:n]

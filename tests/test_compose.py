@@ -5,10 +5,11 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import compose_train, sha256_of
+from conftest import compose_train, corpus_documents, fineweb_folder, sha256_of
 
 from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
+from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.training.loop import train
 
 GROUPS = [
@@ -44,13 +45,15 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", group_options(), ids=lambda v: str(v))
 def test_option_trains_two_steps(group, option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")  # logger=wandb: no network, no account
-    cfg = compose_train(
-        f"{group}={option}", *NEEDS.get((group, option), []), "max_steps=2", "eval_interval=2"
-    )
-    result = train(cfg, tmp_path)
+    needs = NEEDS.get((group, option), [])
+    if (group, option) == ("data", "shards"):  # shards as llm.c writes FineWeb, made here
+        docs = corpus_documents()
+        needs = fineweb_folder(tmp_path / "shards", BPETokenizer.train(docs, vocab_size=300), docs)[1:]
+    cfg = compose_train(f"{group}={option}", *needs, "max_steps=2", "eval_interval=2")
+    result = train(cfg, tmp_path / "run")
     assert result["step"] == 2
     assert math.isfinite(result["val_loss"])
-    saved = json.loads((tmp_path / "effective_config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "effective_config.json").read_text())
     assert saved["max_steps"] == 2
 
 

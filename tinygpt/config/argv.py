@@ -179,12 +179,17 @@ def check_keys(overrides: list[str], config: str = "train") -> None:
         cause = exc.__cause__
         if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not cause.full_key:
             return  # another problem: Hydra reports it itself, with its own words
-        raise UserError(f"unknown key {cause.full_key}; {suggest(cause.full_key, config)}") from exc
+        choices = [o for o in plain if "." not in override_key(o)]  # data=shards: suggest its keys
+        raise UserError(f"unknown key {cause.full_key}; {suggest(cause.full_key, config, choices)}") from exc
 
 
-def suggest(key: str, config: str = "train") -> str:
-    """The nearest keys of the default config and group options, as the sentence to show."""
-    cfg = config_loader().load_configuration(config, [], RunMode.RUN, from_shell=False)
+def suggest(key: str, config: str = "train", choices: list[str] | None = None) -> str:
+    """The nearest keys of the config (with the group ``choices`` typed, e.g. ``data=shards``) and of
+    the group options, as the sentence to show."""
+    try:
+        cfg = config_loader().load_configuration(config, choices or [], RunMode.RUN, from_shell=False)
+    except HydraException:
+        cfg = config_loader().load_configuration(config, [], RunMode.RUN, from_shell=False)
     keys = [
         k
         for k in flat_items(OmegaConf.to_container(cfg, resolve=False))

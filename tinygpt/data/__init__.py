@@ -1,7 +1,8 @@
-"""Corpora, tokenizers, the token cache and batches."""
+"""Corpora, tokenizers, the token cache, token shards and batches."""
 
 from tinygpt.data.batches import SAMPLING, TRAIN_STREAM, VAL_STREAM, get_batch, on_device
 from tinygpt.data.datasets import TextData, load_downloaded, load_embedded, load_text_data
+from tinygpt.data.sharded import load_shards
 from tinygpt.data.text import embedded_corpus_path
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
@@ -17,6 +18,7 @@ __all__ = [
     "get_batch",
     "on_device",
     "load_downloaded",
+    "load_shards",
     "load_embedded",
     "load_text_data",
     "load_tokenizer",

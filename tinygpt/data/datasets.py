@@ -14,6 +14,7 @@ import numpy as np
 from tinygpt.data.batches import SAMPLING
 from tinygpt.data.cache import TokenizerSource, cached_tokens
 from tinygpt.data.download import fetch
+from tinygpt.data.stream import TokenStream
 from tinygpt.data.text import embedded_corpus_path, find_documents
 from tinygpt.data.tokenizers import Tokenizer
 from tinygpt.errors import UserError
@@ -21,10 +22,13 @@ from tinygpt.errors import UserError
 
 @dataclass
 class TextData:
-    train: np.ndarray  # (N_train,) token ids: a read-only memmap, or an array in RAM
-    val: np.ndarray  # (N_val,) token ids
+    train: np.ndarray | TokenStream  # (N_train,) token ids: a read-only memmap, an array in RAM, or shards
+    val: np.ndarray | TokenStream  # (N_val,) token ids
     tokenizer: Tokenizer
     sampling: str = "random"  # how training batches are drawn: see batches.get_batch
+    val_bytes: int | None = None  # UTF-8 bytes of the val text, where stored (prepared shards)
+    bytes_known: bool = True  # False: nothing says how many bytes the ids stand for (foreign shards)
+    train_doc_starts: np.ndarray | None = None  # data.align=bos: (D,) positions of documents' first tokens
 
 
 def load_text_data(

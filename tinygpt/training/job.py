@@ -198,7 +198,16 @@ def graphed_update(state: TrainState, world: World) -> GraphedUpdate | None:
 
 
 def bytes_per_token(data: TextData) -> float | None:
-    """Mean UTF-8 bytes per token of the val split; None (no val_bpb) if the tokenizer cannot say."""
+    """Mean UTF-8 bytes per token of the val split; None (no val_bpb) if nothing can say: stored with
+    prepared shards, else counted from the tokenizer's vocabulary."""
+    if data.val_bytes is not None:
+        return data.val_bytes / len(data.val)
+    if not data.bytes_known:
+        log.warning(
+            "val_bpb is not logged: these shards do not say how many bytes of text they hold (no meta.json "
+            "from python -m tinygpt.prepare beside them)"
+        )
+        return None
     n_bytes = count_bytes(data.val, data.tokenizer.token_bytes())
     if n_bytes is None:
         log.warning(

@@ -154,6 +154,7 @@ def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tenso
         world_size=world.size,
         sampling=job.data.sampling,
         device=job.device,
+        doc_starts=job.data.train_doc_starts,
     )
 
 
