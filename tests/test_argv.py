@@ -35,6 +35,14 @@ def test_the_products_flat_keys_work_on_the_command_line():
     assert "lr: 0.002" in proc.stdout and "_target_: torch.nn.RMSNorm" in proc.stdout
 
 
+def test_a_group_chosen_with_a_dot_chooses_the_option_not_a_string():
+    """``data.tokenizer=bpe`` reads like a key but names the data/tokenizer group's option."""
+    proc = run_cli("--cfg", "job", "data.tokenizer=bpe", "model.mlp=swiglu", "data.tokenizer.vocab_size=500")
+    assert proc.returncode == 0, proc.stderr
+    assert "_target_: tinygpt.data.BPETokenizer.train" in proc.stdout and "vocab_size: 500" in proc.stdout
+    assert "_target_: tinygpt.model.SwiGLU" in proc.stdout
+
+
 def test_flat_keys_train(tmp_path):
     proc = run_cli(*TINY, "max_steps=1", "n_layer=1", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

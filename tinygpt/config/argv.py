@@ -167,6 +167,8 @@ def translate(arg: str) -> list[str]:
         return [f"{FLAT_VALUES[key]}={value}"]
     if key in FLAT_GROUPS:
         return [f"{FLAT_GROUPS[key]}={value}"]
+    if "." in key and value in group_options(key.replace(".", "/")):  # data.tokenizer=bpe: the group's option
+        return [f"{key.replace('.', '/')}={value}"]
     return [arg]
 
 
