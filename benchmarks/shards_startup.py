@@ -84,10 +84,14 @@ def one_run(data: list[str], steps: int, cache: Path) -> dict[str, float]:
         env = {**os.environ, "TINYGPT_CACHE": str(cache)}
         start = time.perf_counter()
         child = subprocess.Popen(
-            [sys.executable, "-m", "tinygpt.train", *args], stderr=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-m", "tinygpt.train", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         first = None
-        for line in child.stderr:
+        for line in child.stdout:
             if first is None and f"step 1/{steps}" in line:
                 first = time.perf_counter() - start
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage

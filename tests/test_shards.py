@@ -88,11 +88,14 @@ def test_a_vocabulary_past_16_bits_is_written_as_uint32_with_its_own_magic(tmp_p
     assert open_shard(tmp_path / "big.bin").tolist() == ids.tolist()
 
 
-def test_many_shards_give_the_windows_of_one_array_holding_them_all():
+def test_many_shards_give_the_windows_of_one_array_holding_them_all(tmp_path):
     rng = np.random.default_rng(1)
     shards = [rng.integers(0, 100, size=n).astype(np.uint16) for n in (50, 7, 80, 33)]
     whole = np.concatenate(shards)
-    stream = TokenStream(shards, [f"s{i}" for i in range(4)], 100, "test")
+    paths = [tmp_path / f"s{i}.bin" for i in range(4)]
+    for path, ids in zip(paths, shards, strict=True):
+        write_shard(path, ids, np.dtype(np.uint16))
+    stream = TokenStream([open_shard(p) for p in paths], paths, 100, "test")
     assert len(stream) == len(whole) and np.array_equal(stream[40:140], whole[40:140])
     for sampling in ("random", "epoch"):
         for step in range(5):  # windows that cross shard boundaries included

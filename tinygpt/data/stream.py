@@ -5,8 +5,17 @@ gather of B windows at once (``windows``). Shards are concatenated in order, so 
 the end of one shard into the next, exactly as it would in one file holding both. Each gathered batch
 is checked against the vocabulary: a shard made with another tokenizer is named, not fed to the
 embedding as an out-of-range id.
+
+Windows are read from the shard files with one ``pread`` each rather than through the memmaps:
+gathering 64 random windows through a memmap mapped about 25 MiB more of the file into the process at
+every batch (the kernel reads ahead around each page touched), so a run's resident memory grew with
+the corpus; ``pread`` leaves the pages in the OS's cache, outside the process, and took 0.14 ms per
+64 x 129-token batch against 1.27 ms (2-core EPYC, 100M-token shards). Slices (evaluation, the
+document scan) still read through the memmaps.
 """
 
+import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,9 +33,10 @@ class TokenStream:
         self.vocab_size = vocab_size  # every id must be below it
         self.vocab_from = vocab_from  # where vocab_size came from, for the error message
         lengths = np.array([len(s) for s in self.shards], dtype=np.int64)
-        self.offsets = np.concatenate(
-            [[0], np.cumsum(lengths)]
-        )  # (S+1,) shard s holds [offsets[s], offsets[s+1])
+        # (S+1,): shard s holds positions [offsets[s], offsets[s+1]) of the stream
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self._files: dict[int, int] = {}  # shard -> an open file descriptor, for pread
+        weakref.finalize(self, _close_all, self._files)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -60,16 +70,33 @@ class TokenStream:
     def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
         """(B, length) int64: the ``length`` ids from each of the B ``starts``."""
         out = np.empty((len(starts), length), dtype=np.int64)
-        shard_of = np.searchsorted(self.offsets, starts, side="right") - 1  # (B,)
-        for s in np.unique(shard_of):
-            rows = np.flatnonzero(shard_of == s)
-            local = starts[rows] - self.offsets[s]
-            inside = local + length <= len(self.shards[s])
-            out[rows[inside]] = self.shards[s][local[inside, None] + np.arange(length)]
-            for row in rows[~inside]:  # the window runs on into the next shard
-                out[row] = self[int(starts[row]) : int(starts[row]) + length]
+        for row, start in enumerate(starts.tolist()):
+            out[row] = self._read(start, length)
         self._check_windows(out, starts)
         return out
+
+    def _read(self, start: int, length: int) -> np.ndarray:
+        """``length`` ids from ``start`` of the stream, shard by shard (a window may span two)."""
+        s = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        pieces = []
+        while length > 0:
+            local = start - int(self.offsets[s])
+            n = min(length, len(self.shards[s]) - local)
+            pieces.append(self._read_shard(s, local, n))
+            start, length, s = start + n, length - n, s + 1
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def _read_shard(self, s: int, local: int, n: int) -> np.ndarray:
+        shard = self.shards[s]
+        if not isinstance(shard, np.memmap):  # ids in RAM (tests, small splits)
+            return shard[local : local + n]
+        if s not in self._files:
+            self._files[s] = os.open(shard.filename, os.O_RDONLY)
+        size = shard.dtype.itemsize
+        raw = os.pread(self._files[s], n * size, shard.offset + local * size)
+        if len(raw) != n * size:
+            raise UserError(f"shard {self.paths[s]} was cut short while training read it; copy it again")
+        return np.frombuffer(raw, dtype=shard.dtype)
 
     def check_ids(self, ids: np.ndarray, start: int) -> None:
         """Refuse ids that the vocabulary does not have, naming the shard and the offset in it."""
@@ -91,6 +118,11 @@ class TokenStream:
             f"{self.vocab_size} ids: the shards were made with another tokenizer; give the one they were "
             "made with (data.tokenizer_json=...)"
         )
+
+
+def _close_all(files: dict[int, int]) -> None:
+    for fd in files.values():
+        os.close(fd)
 
 
 def read_windows(ids: np.ndarray | TokenStream, starts: np.ndarray, length: int) -> np.ndarray:
