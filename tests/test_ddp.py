@@ -10,8 +10,9 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, corpus_documents, fineweb_folder, run_cli
 
+from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -103,3 +104,18 @@ def test_a_rank_error_fails_the_whole_job_instead_of_hanging(tmp_path):
     proc = torchrun(*ARGS, "batch_size=6", f"hydra.run.dir={tmp_path / 'bad'}")  # 6 is not divisible by 2 x 2
     assert proc.returncode != 0
     assert "must be divisible by world size x grad_accum_steps" in proc.stderr
+
+
+def test_two_ranks_on_aligned_shards_follow_the_single_process_trajectory(tmp_path):
+    """data=shards with data.align=bos: each rank takes its slice of the same document-aligned batch."""
+    docs = corpus_documents()
+    shards = fineweb_folder(tmp_path / "shards", BPETokenizer.train(docs, vocab_size=300), docs)
+    args = [*ARGS, *shards, "data.align=bos", "max_steps=10", "eval_interval=10", "ckpt_interval=10"]
+    proc = torchrun(*args, f"hydra.run.dir={tmp_path / 'ddp'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path / 'single'}")
+    assert proc.returncode == 0, proc.stderr
+    ddp, single = losses(tmp_path / "ddp", "train_loss"), losses(tmp_path / "single", "train_loss")
+    assert [s for s, _ in ddp] == [s for s, _ in single] == [5, 10]
+    for (_, a), (_, b) in zip(ddp, single, strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
