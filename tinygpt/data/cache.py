@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when the layout or the way text becomes ids changes: old entries are then ignored
 DTYPES = ("uint16", "uint32")
+BIG_TEXT_BYTES = 1 << 30  # past this, starting a run says how to stop re-reading the text each time
 
 Tokens = tuple[np.ndarray, np.ndarray, Tokenizer]  # train ids, val ids, the tokenizer that made them
 # The config's partial tokenizer, trained on the text; or a tokenizer already made (a run's own, when
@@ -70,7 +71,15 @@ def cached_tokens(
     of fewer than ``min_tokens`` tokens is a UserError, and an entry is only stored if both splits
     have enough (one stored before, for a smaller ``min_tokens``, is kept: the text is fine).
     """
-    with byte_bar("checking text", _total_bytes(train_docs, val_docs)) as advance:
+    total = _total_bytes(train_docs, val_docs)
+    if total > BIG_TEXT_BYTES:
+        log.warning(
+            "%.1f GB of text: every start reads all of it to check it is unchanged (about 2 s per GB); "
+            "prepare it once with python -m tinygpt.prepare input=PATH out=DIR, then train with data=shards "
+            "data.path=DIR",
+            total / 1e9,
+        )
+    with byte_bar("checking text", total) as advance:
         train_hash = check_documents(train_docs, "data.path", advance)
         val_hash = check_documents(val_docs, "data.val_path", advance) if val_docs else None
     spec = tokenizer_spec(make_tokenizer)
