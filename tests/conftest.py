@@ -205,3 +205,29 @@ def corpus_documents(n: int = 60) -> list[str]:
     """The first ``n`` paragraphs of the embedded corpus: documents for shard tests."""
     text = embedded_corpus_path().read_text(encoding="utf-8")
     return [p for p in text.split("\n\n") if p.strip()][:n]
+
+
+def prepared_folder(folder: Path, tok, docs: list[str], per_shard: int = 20) -> Path:
+    """A folder as tinygpt.prepare lays it out, made by hand (the first ``per_shard`` documents are val):
+    shards, document indexes, meta.json."""
+    import numpy as np
+
+    from tinygpt.data.shards import ShardInfo, ShardMeta, write_doc_starts, write_meta, write_shard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(folder / "tokenizer.json")
+    infos = []
+    for i in range(0, len(docs), per_shard):
+        split, n = ("val", 0) if i == 0 else ("train", i // per_shard - 1)
+        encoded = [np.concatenate([[tok.eot_id], tok.encode(d)]) for d in docs[i : i + per_shard]]
+        starts = np.cumsum([0] + [len(e) for e in encoded[:-1]])
+        name = f"{split}_{n:06d}.bin"
+        write_shard(folder / name, np.concatenate(encoded), np.dtype(np.uint16))
+        write_doc_starts(folder / f"{name}.docs.npy", starts)
+        n_bytes = sum(len(d.encode()) for d in docs[i : i + per_shard])
+        infos.append(
+            ShardInfo(name, split, sum(map(len, encoded)), n_bytes, len(encoded), f"{name}.docs.npy")
+        )
+    meta = ShardMeta(folder, "tokenizer.json", tok.vocab_size, "uint16", tok.eot_id, tuple(infos), (), {})
+    write_meta(meta)
+    return folder

@@ -65,7 +65,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, corpus_documents, fineweb_folder, prepared_folder
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -77,6 +77,7 @@ from tinygpt.config.jsonconfig import splice_json_config
 from tinygpt.config.overrides import override_key, parse_override
 from tinygpt.config.schema import check_train_config, conf_dir
 from tinygpt.data import embedded_corpus_path
+from tinygpt.data.tokenizers import BPETokenizer
 
 # docs/keys.md is generated from the config schemas (tests/test_keys.py keeps it so): its command lines
 # are synopses with placeholders, not commands.
@@ -405,6 +406,9 @@ def provide_runs(checkout: Path, text: str, made: dict[str, Path]) -> None:
 
 def provide_data(checkout: Path, text: str) -> None:
     """Make each data file or folder the line names and the checkout lacks."""
+    if "data=shards" in text:
+        provide_shards(checkout, text)
+        return
     for value in re.findall(r"(?:data\.path|data\.val_path|data_path|(?<![\w.])text)=(\S+)", text):
         path = checkout / value.strip("'\"")
         if path.exists():
@@ -416,6 +420,22 @@ def provide_data(checkout: Path, text: str) -> None:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(sample_text(), encoding="utf-8")
+
+
+def provide_shards(checkout: Path, text: str) -> None:
+    """data=shards: a prepared folder for ``data.path=`` (unless a documented command writes it), and
+    shards laid out as llm.c writes FineWeb for ``data.train=``, with the tokenizer.json it names."""
+    docs = corpus_documents()
+    tokenizer = BPETokenizer.train(docs, vocab_size=300)
+    folder = re.search(r"data\.path=(\S+)", text)
+    if folder and not any(folder[1] in outputs(s) for s in COMMANDS):
+        prepared_folder(checkout / folder[1], tokenizer, docs)
+    train = re.search(r"data\.train='?([^'\s]+)/", text)
+    if train:
+        fineweb_folder(checkout / train[1], tokenizer, docs)
+        tokenizer_json = checkout / re.search(r"data\.tokenizer_json=(\S+)", text)[1]
+        tokenizer_json.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(tokenizer_json)
 
 
 def outputs(snippet: Snippet) -> list[str]:

@@ -13,16 +13,13 @@ from conftest import (
     embedded_corpus_path,
     fineweb_folder,
     llm_c_bytes,
+    prepared_folder,
     set_keys,
 )
 
 from tinygpt.data import get_batch, load_shards
 from tinygpt.data.shards import (
-    ShardInfo,
-    ShardMeta,
     open_shard,
-    write_doc_starts,
-    write_meta,
     write_shard,
 )
 from tinygpt.data.stream import TokenStream
@@ -48,27 +45,6 @@ def documents(n: int = 60) -> list[str]:
 
 def foreign_shards(folder, tok: BPETokenizer, docs: list[str]):
     fineweb_folder(folder, tok, docs)
-    return folder
-
-
-def prepared_folder(folder, tok, docs: list[str], per_shard: int = 20):
-    """A folder as tinygpt.prepare lays it out, made by hand: shards, document indexes, meta.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tok.save(folder / "tokenizer.json")
-    infos = []
-    for i in range(0, len(docs), per_shard):
-        split, n = ("val", 0) if i == 0 else ("train", i // per_shard - 1)
-        encoded = [np.concatenate([[tok.eot_id], tok.encode(d)]) for d in docs[i : i + per_shard]]
-        starts = np.cumsum([0] + [len(e) for e in encoded[:-1]])
-        name = f"{split}_{n:06d}.bin"
-        write_shard(folder / name, np.concatenate(encoded), np.dtype(np.uint16))
-        write_doc_starts(folder / f"{name}.docs.npy", starts)
-        n_bytes = sum(len(d.encode()) for d in docs[i : i + per_shard])
-        infos.append(
-            ShardInfo(name, split, sum(map(len, encoded)), n_bytes, len(encoded), f"{name}.docs.npy")
-        )
-    meta = ShardMeta(folder, "tokenizer.json", tok.vocab_size, "uint16", tok.eot_id, tuple(infos), (), {})
-    write_meta(meta)
     return folder
 
 
