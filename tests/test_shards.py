@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    compose_eval,
     compose_train,
     corpus_documents,
     embedded_corpus_path,
@@ -17,6 +18,7 @@ from conftest import (
     set_keys,
 )
 
+import tinygpt.config.commands  # noqa: F401  (registers the commands' schemas for compose_eval)
 from tinygpt.data import get_batch, load_shards
 from tinygpt.data.shards import (
     open_shard,
@@ -25,6 +27,7 @@ from tinygpt.data.shards import (
 from tinygpt.data.stream import TokenStream
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer
 from tinygpt.errors import UserError
+from tinygpt.evaluation.evaluate import evaluate_run
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
 
@@ -233,3 +236,16 @@ def test_a_damaged_meta_json_is_one_line_naming_it(tmp_path, bpe):
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"cannot read .*meta.json .*not a plain file name"):
         load_shards(path=folder)
+
+
+def test_eval_scores_every_val_token_of_a_shards_run_with_its_stored_bytes(tmp_path, bpe):
+    docs = documents()
+    folder = prepared_folder(tmp_path / "prepared", bpe, docs)
+    train(
+        compose_train("data=shards", f"data.path={folder}", "max_steps=2", "eval_interval=2"),
+        tmp_path / "run",
+    )
+    result = evaluate_run(compose_eval(f"run={tmp_path / 'run'}", "device=cpu"))
+    val_tokens = sum(len(bpe.encode(d)) + 1 for d in docs[:20])
+    assert result["tokens"] == val_tokens - 1  # the first token is never predicted
+    assert result["bytes"] == sum(len(d.encode()) for d in docs[:20])  # document tokens stand for no text
