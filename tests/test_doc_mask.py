@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from conftest import TINY, build_model, compose_train, run_cli, set_keys
 from hydra.utils import instantiate
 
+from tinygpt.hf.export import DOC_MASK_WARNING, export_run
 from tinygpt.inference.engine import generate
+from tinygpt.inference.run import load
 from tinygpt.model import gpt
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
@@ -162,15 +164,19 @@ def test_a_char_vocabulary_is_refused_in_one_line(tmp_path):
     assert not (run_dir / "ckpt.pt").exists()
 
 
-def test_training_with_doc_mask_trains_and_resumes_bitwise(tmp_path):
-    """Three files, so BPE's token cache holds three documents; 2 steps, then 2 more on resume, equal
-    to 4 straight."""
+def documents_recipe(tmp_path) -> list[str]:
+    """Overrides for a BPE run on three files, so that its token cache holds three documents."""
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    corpus.mkdir(exist_ok=True)
     for i, line in enumerate(["The cat sat on the mat.", "A dog ran in the park.", "Rain fell all night."]):
         (corpus / f"{i}.txt").write_text((line + f" Story {i}.\n") * 40)
     data = ["data=text", f"data.path={corpus}", "data/tokenizer=bpe", "data.tokenizer.vocab_size=300"]
-    common = [*data, f"data.cache_dir={tmp_path / 'cache'}", "model.doc_mask=true", "eval_interval=2"]
+    return [*data, f"data.cache_dir={tmp_path / 'cache'}", "model.doc_mask=true", "eval_interval=2"]
+
+
+def test_training_with_doc_mask_trains_and_resumes_bitwise(tmp_path):
+    """2 steps, then 2 more on resume: equal to 4 straight."""
+    common = documents_recipe(tmp_path)
 
     def run(run_dir, steps, resume=False):
         return train(set_keys(compose_train(*common, f"max_steps={steps}"), resume=resume), run_dir)
@@ -184,3 +190,23 @@ def test_training_with_doc_mask_trains_and_resumes_bitwise(tmp_path):
     a, b = (load_checkpoint(tmp_path / name / "ckpt.pt")["model"] for name in ("straight", "split"))
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_export_warns_and_matches_on_one_document_and_init_from_may_turn_it_on(tmp_path, caplog):
+    """transformers does not mask by document: the export says so, and computes our logits for text of
+    one document. A run started from the export may set model.doc_mask."""
+    from transformers import AutoModelForCausalLM
+
+    train(compose_train(*documents_recipe(tmp_path), "max_steps=2"), tmp_path / "run")
+    with caplog.at_level("WARNING", logger="tinygpt"):
+        folder = export_run(tmp_path / "run", tmp_path / "hf")
+    assert DOC_MASK_WARNING in caplog.messages
+    ours = load(tmp_path / "run", device="cpu")
+    idx = torch.tensor([[ours.tokenizer.eot_id, *ours.tokenizer.encode("The cat ran in the park.")]])
+    hf = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, ours.model(idx), rtol=1e-4, atol=1e-4)
+    started = ["max_steps=1", f"init_from={folder}", "model.doc_mask=true", "data=text"]
+    started += [f"data.path={tmp_path / 'corpus'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    train(compose_train(*started), tmp_path / "fine", overrides=started)
+    assert load_checkpoint(tmp_path / "fine" / "ckpt.pt")["config"]["model"]["doc_mask"] is True

@@ -3,7 +3,8 @@
 The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.mapping.from_hf_config``),
 its weights (model.safetensors, or the shards its index names) and its tokenizer (tokenizer.json:
 ``data=text data.path=FILE`` encodes with it). A model key typed on the command line that contradicts
-config.json is refused, naming it; ``model.dropout`` and ``model.doc_mask`` may be set, and ``model.block_size`` lowered.
+config.json is refused, naming it; ``model.dropout`` and ``model.doc_mask`` may be set, and
+``model.block_size`` lowered.
 
 The folder is untrusted: config.json is read as JSON data and mapped onto TinyGPT's own classes (no
 ``trust_remote_code``, nothing of the folder is run), weights load through safetensors, never pickle.
@@ -28,6 +29,7 @@ from tinygpt.model import GPT
 MAX_CONFIG_BYTES = 1 << 20
 NEED_FOLDER = "init_from= must name a transformers model folder"
 SETTABLE = ("model.dropout", "model.block_size", "model.doc_mask")  # model keys settable with init_from
+SETTABLE_TEXT = "model.dropout, model.block_size and model.doc_mask"
 
 
 def read_json(path: Path) -> Any:
@@ -131,7 +133,7 @@ def check_typed_model_keys(cfg: DictConfig, imported: dict[str, Any], typed: lis
             if key not in flat or flat[key] != value:
                 raise UserError(
                     f"{key}={value} contradicts {folder / 'config.json'} ({flat.get(key, 'not set there')}); "
-                    f"drop {key}= (with init_from only {', '.join(SETTABLE[:-1])} and {SETTABLE[-1]} may be set)"
+                    f"drop {key}= (with init_from only {SETTABLE_TEXT} may be set)"
                 )
 
 
