@@ -6,12 +6,12 @@
 
 Builds the model of the training config (overrides as for ``python -m tinygpt.train``) twice from the
 same seed, ``model.doc_mask=false`` (SDPA's causal kernel, no mask) and ``true`` (SDPA with a boolean
-(B, 1, T, T) mask built from the ids), and times forward + loss + backward on the same random batch of
-ids (``--vocab``, BPE's 8000 by default) holding a document token every ~``--doc-len`` tokens. The
-variants take turns for ``--rounds`` rounds so that a shared machine's load falls on both alike; each prints its best and median
-milliseconds per step. ``--compile`` adds both through torch.compile (compiled in a warm-up call that is
-not timed). CPU time per step is printed too: with ``--threads 1`` it is what a busy machine disturbs
-least. The table is printed at the end.
+(B, 1, T, T) mask built from the ids), and times forward + loss + backward on the same random batch
+of ids (``--vocab``, BPE's 8000 by default) holding a document token every ~``--doc-len`` tokens.
+The variants take turns for ``--rounds`` rounds so that a shared machine's load falls on both alike.
+``--compile`` adds both through torch.compile (compiled in an untimed warm-up call). Each prints its
+best and median milliseconds per step, and its best CPU time per step: with ``--threads 1`` that is
+what a busy machine disturbs least. The table is printed at the end.
 """
 
 import argparse
