@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import TINY, build_model, compose_train, run_cli, set_keys
 from hydra.utils import instantiate
 
+from tinygpt.errors import UserError
 from tinygpt.hf.export import DOC_MASK_WARNING, export_run
 from tinygpt.inference.engine import generate
 from tinygpt.inference.run import load
@@ -172,6 +173,11 @@ def documents_recipe(tmp_path) -> list[str]:
         (corpus / f"{i}.txt").write_text((line + f" Story {i}.\n") * 40)
     data = ["data=text", f"data.path={corpus}", "data/tokenizer=bpe", "data.tokenizer.vocab_size=300"]
     return [*data, f"data.cache_dir={tmp_path / 'cache'}", "model.doc_mask=true", "eval_interval=2"]
+
+
+def test_a_doc_mask_that_is_not_a_boolean_is_refused():
+    with pytest.raises(UserError, match="model.doc_mask must be true or false, got 'yes'"):
+        build_model("model.doc_mask=yes", bos_id=BOS)
 
 
 def test_training_with_doc_mask_trains_and_resumes_bitwise(tmp_path):

@@ -319,6 +319,8 @@ class GPT(nn.Module):
 
 def check_doc_mask(doc_mask: bool, bos_id: int | None) -> None:
     """Document masking finds documents by their token: refuse it for a vocabulary without one."""
+    if not isinstance(doc_mask, bool):
+        raise UserError(f"model.doc_mask must be true or false, got {doc_mask!r}")
     if doc_mask and bos_id is None:
         raise UserError(
             "model.doc_mask=true needs a tokenizer with a document token (<|endoftext|>), e.g. "
