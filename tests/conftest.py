@@ -60,9 +60,10 @@ def compose_eval(*overrides: str) -> DictConfig:
         return compose("eval", overrides=list(overrides))
 
 
-def build_model(*overrides: str, vocab_size: int = 50):
+def build_model(*overrides: str, vocab_size: int = 50, bos_id: int | None = None):
+    """The model of ``compose_train(*overrides)``; ``bos_id``: the document token model.doc_mask needs."""
     cfg = compose_train(*overrides)
-    return instantiate(cfg.model)(vocab_size=vocab_size)
+    return instantiate(cfg.model)(vocab_size=vocab_size, bos_id=bos_id)
 
 
 def set_keys(cfg: DictConfig, **values) -> DictConfig:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from tinygpt.config.overrides import flat_items, override_key
-from tinygpt.config.records import upgrade
+from tinygpt.config.records import upgrade, with_added_model_keys
 from tinygpt.errors import UserError
 from tinygpt.training.metrics import read_records
 
@@ -108,7 +108,7 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         warn(f"{path} is not a JSON object; the run's config is left out")
         return {}
-    return upgrade(config)  # so runs of earlier versions compare with today's
+    return with_added_model_keys(upgrade(config))  # so runs of earlier versions compare with today's
 
 
 def read_run(path: Path, name: str) -> Run:

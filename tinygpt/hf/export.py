@@ -6,11 +6,13 @@
 ``AutoTokenizer.from_pretrained(out_dir)``: config.json (the matching architecture, see
 ``tinygpt.hf.mapping``), model.safetensors, generation_config.json and the tokenizer files (a char
 vocabulary becomes a fast tokenizer with one token per character and the same ids). A model whose
-options no transformers architecture has is refused with one line naming the option. ``out_dir`` must
+options no transformers architecture has is refused with one line naming the option; one trained with
+``model.doc_mask=true`` is exported with a warning (see ``DOC_MASK_WARNING``). ``out_dir`` must
 not exist or be empty: the folder is written beside it and renamed into place
 (``tinygpt.runtime.files.atomic_folder``), so nothing is overwritten and no half-written folder is left.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,13 @@ from tinygpt.hf.mapping import to_hf_config, to_hf_state
 from tinygpt.inference.run import load_run, model_config
 from tinygpt.model import GPT
 from tinygpt.runtime.files import atomic_folder
+
+log = logging.getLogger("tinygpt")
+DOC_MASK_WARNING = (
+    "model.doc_mask=true: the transformers model does not mask by document; it computes the same "
+    "logits for text of one document (no <|endoftext|> after the first token), and attends across "
+    "documents otherwise"
+)
 
 
 def hf_model(model_cfg: dict[str, Any], model: GPT, eot_id: int | None = None) -> Any:
@@ -82,6 +91,8 @@ def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool
     run = Path(run).expanduser()
     loaded = load_run(run, ckpt, ema, device="cpu")
     model_cfg, _ = model_config(loaded.state, loaded.path)  # what built it
+    if model_cfg.get("doc_mask"):
+        log.warning(DOC_MASK_WARNING)
     hf = hf_model(model_cfg, loaded.model, getattr(loaded.tokenizer, "eot_id", None))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out) as folder:

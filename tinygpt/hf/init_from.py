@@ -3,7 +3,8 @@
 The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.mapping.from_hf_config``),
 its weights (model.safetensors, or the shards its index names) and its tokenizer (tokenizer.json:
 ``data=text data.path=FILE`` encodes with it). A model key typed on the command line that contradicts
-config.json is refused, naming it; ``model.dropout`` may be set, and ``model.block_size`` lowered.
+config.json is refused, naming it; ``model.dropout`` and ``model.doc_mask`` may be set, and
+``model.block_size`` lowered.
 
 The folder is untrusted: config.json is read as JSON data and mapped onto TinyGPT's own classes (no
 ``trust_remote_code``, nothing of the folder is run), weights load through safetensors, never pickle.
@@ -27,7 +28,8 @@ from tinygpt.model import GPT
 
 MAX_CONFIG_BYTES = 1 << 20
 NEED_FOLDER = "init_from= must name a transformers model folder"
-SETTABLE = ("model.dropout", "model.block_size")  # model keys the command line may set with init_from
+SETTABLE = ("model.dropout", "model.block_size", "model.doc_mask")  # model keys settable with init_from
+SETTABLE_TEXT = "model.dropout, model.block_size and model.doc_mask"
 
 
 def read_json(path: Path) -> Any:
@@ -131,7 +133,7 @@ def check_typed_model_keys(cfg: DictConfig, imported: dict[str, Any], typed: lis
             if key not in flat or flat[key] != value:
                 raise UserError(
                     f"{key}={value} contradicts {folder / 'config.json'} ({flat.get(key, 'not set there')}); "
-                    f"drop {key}= (with init_from only {' and '.join(SETTABLE)} may be set)"
+                    f"drop {key}= (with init_from only {SETTABLE_TEXT} may be set)"
                 )
 
 
@@ -150,6 +152,7 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
             )
         imported["block_size"] = cfg.model.block_size
     imported["dropout"] = cfg.model.dropout
+    imported["doc_mask"] = cfg.model.get("doc_mask", False)  # how it attends, not what it has learned
     tokenizer_path = folder / "tokenizer.json"
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.vocab_size != vocab_size:

@@ -370,7 +370,9 @@ def our_model(
     norm: dict[str, Any], pos: dict[str, Any], mlp: dict[str, Any], **options: Any
 ) -> dict[str, Any]:
     """A resolved TinyGPT model config (as conf/model/*.yaml compose it) with the given parts."""
-    defaults = dict(n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None)
+    defaults = dict(
+        n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None, doc_mask=False
+    )  # doc_mask: transformers models attend across documents
     parts = dict(norm=norm, pos=pos, mlp=mlp)
     return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
 

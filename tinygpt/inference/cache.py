@@ -9,6 +9,7 @@ import logging
 import torch
 
 from tinygpt.model import GPT
+from tinygpt.model.gpt import document_ids
 
 log = logging.getLogger("tinygpt")
 
@@ -27,6 +28,10 @@ class KVCache:
     (``fixed_shapes=True``: the same shapes every token, what a graph or torch.compile needs) or only
     the slots written so far (``fixed_shapes=False``: the fewest keys, the CPU's fastest), which it
     counts on the host in ``length``.
+
+    For a ``doc_mask`` model each slot also keeps its key's document id (``docs``, (B, capacity)), so a
+    new token sees only the cached keys of its own document, wherever a document token fell (in the
+    prompt, or generated).
     """
 
     def __init__(self, capacity: int, pos: torch.Tensor, fixed_shapes: bool = False):
@@ -37,6 +42,7 @@ class KVCache:
         self.slots = torch.arange(capacity, device=pos.device)  # (capacity,)
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self.docs: torch.Tensor | None = None  # (B, capacity) each slot's document id, with doc_mask
         self.reset()
 
     def reset(self) -> None:
@@ -51,8 +57,23 @@ class KVCache:
         self.pos.fill_(T - 1)  # several tokens start an empty cache (``update`` checks it)
         return torch.arange(T, device=device)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they attend to.
+    def documents(self, starts: torch.Tensor) -> torch.Tensor:
+        """The (B, T) document ids of the next T tokens from starts (B, T), True at document tokens.
+
+        Several tokens (a prompt) start an empty cache: their ids count from 0. A single token
+        continues the document of the newest cached one (its slot, read before ``update`` overwrites
+        anything), and starts the next if it is a document token.
+        """
+        if starts.size(1) > 1 or self.docs is None:  # nothing cached to continue from
+            return document_ids(starts)
+        newest = (self.pos - 1) % self.capacity  # (1,) ``positions`` already counts the new token
+        return self.docs.index_select(1, newest) + starts  # (B, 1)
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, docs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv_head, T, hd) of the next T tokens (and their document ids, docs (B, T));
+        return the keys and values they attend to.
 
         Several tokens at once (a prompt) must start an empty cache: they attend among themselves,
         under the model's usual causal or window mask. A single token attends to the cached keys, all
@@ -64,6 +85,8 @@ class KVCache:
         if self.k is None:
             self.k = k.new_zeros(B, n_kv, self.capacity, hd)  # zeros: slots masked out are still finite
             self.v = v.new_zeros(B, n_kv, self.capacity, hd)
+        if docs is not None and self.docs is None:
+            self.docs = docs.new_zeros(B, self.capacity)
         keep = min(T, self.capacity)  # a prompt longer than the ring keeps only its newest tokens
         if T == 1:
             slots = self.pos % self.capacity  # (1,)
@@ -71,6 +94,8 @@ class KVCache:
             slots = torch.arange(T - keep, T, device=k.device) % self.capacity  # (keep,) positions from 0
         self.k.index_copy_(2, slots, k[:, :, T - keep :])
         self.v.index_copy_(2, slots, v[:, :, T - keep :])
+        if docs is not None:
+            self.docs.index_copy_(1, slots, docs[:, T - keep :])
         if T > 1:
             self.length = T
             return k, v
@@ -81,9 +106,17 @@ class KVCache:
         # (B, nkv, filled, hd) in slot order: attention ignores key order, positions are in the keys
         return self.k[:, :, :filled], self.v[:, :, :filled]
 
-    def mask(self) -> torch.Tensor | None:
-        """After a single token's update: (1, capacity), the slots written so far; None = all returned."""
-        return (self.slots <= self.pos)[None] if self.fixed_shapes else None
+    def mask(self, docs: torch.Tensor | None = None) -> torch.Tensor | None:
+        """After a single token's update: (1, capacity), the slots written so far; None = all returned.
+
+        With the token's document id docs (B, 1): only the slots of its document, (B, 1, 1, Tk).
+        """
+        written = (self.slots <= self.pos)[None] if self.fixed_shapes else None  # (1, capacity)
+        if docs is None:
+            return written
+        returned = self.docs if self.fixed_shapes else self.docs[:, : min(self.length, self.capacity)]
+        mine = returned == docs  # (B, capacity or filled)
+        return (mine if written is None else mine & written)[:, None, None, :]
 
 
 def past_block_size(model: GPT) -> str:

@@ -22,7 +22,7 @@ import torch
 from tinygpt.config.untrusted import instantiate_data
 from tinygpt.data import load_tokenizer
 from tinygpt.errors import UserError
-from tinygpt.model import GPT
+from tinygpt.model import GPT, build_gpt
 from tinygpt.runtime.device import pick_device
 from tinygpt.training.checkpoint import load_checkpoint
 
@@ -73,7 +73,7 @@ def load_run(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, devic
         raise UserError(f"ema=true but {path} holds no EMA weights (train with EMA on); use ema=false")
     model_cfg, source = model_config(state, path)
     try:
-        model = instantiate_data(model_cfg, source, "model")(vocab_size=tokenizer.vocab_size)
+        model = build_gpt(instantiate_data(model_cfg, source, "model"), tokenizer)
         model.load_state_dict(state["ema" if ema else "model"])
     except UserError:
         raise

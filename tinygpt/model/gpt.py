@@ -8,6 +8,12 @@ RoPE, SwiGLU, no biases): norm, positions and MLP are passed in as factories bui
 The forward takes an optional KV cache per layer (the model's math only needs ``LayerCache``), so each
 new token costs one position instead of the whole context; the cache, the context rule past block_size
 and the decode loop live in ``tinygpt.inference``.
+
+With ``doc_mask`` a token attends only to earlier tokens of its own document: the document token
+(``bos_id``, the tokenizer's <|endoftext|>) starts a new document, so a token's document is the count of
+document tokens up to and including it (``document_ids``). The mask is a boolean (B, 1, T, T) for
+scaled-dot-product attention, built from the ids by tensor ops alone (no host sync: compile and CUDA
+graphs record it).
 """
 
 import math
@@ -37,15 +43,26 @@ class LayerCache(Protocol):
         T tokens as written from here on.
         """
 
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv_head, T, hd) of the next T tokens; return the keys and values they see.
+    def documents(self, starts: torch.Tensor) -> torch.Tensor:
+        """The (B, T) document ids of the next T tokens, given which of them are document tokens (B, T).
+
+        Asked once per forward of a ``doc_mask`` model, of the first layer's cache, after ``positions``
+        and before any update: a single token continues the newest cached token's document.
+        """
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, docs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv_head, T, hd) of the next T tokens, and with ``doc_mask`` their (B, T)
+        document ids; return the keys and values they see.
 
         A chunk of T > 1 tokens starts an empty cache and gets its own k, v back (the usual mask
         applies). A single token gets the cached keys, which hold only keys inside its window.
         """
 
-    def mask(self) -> torch.Tensor | None:
-        """After a single token's update: which returned keys it sees, (1, Tk) bool; None = all of them."""
+    def mask(self, docs: torch.Tensor | None = None) -> torch.Tensor | None:
+        """After a single token's update: which returned keys it sees, (1, Tk) bool; None = all of them.
+        With its document id ``docs`` (B, 1): only the keys of that document, (B, 1, 1, Tk)."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -74,8 +91,14 @@ class CausalSelfAttention(nn.Module):
         self.sliding_window = sliding_window
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: LayerCache | None = None
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        rotate: Callable,
+        cache: LayerCache | None = None,
+        docs: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """x (B, T, C) at positions pos (T,) -> (B, T, C); ``docs`` (B, T): document ids, or None."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim],
@@ -86,11 +109,11 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         q, k = rotate(self.q_norm(q), self.k_norm(k), pos)
         if cache is not None:
-            k, v = cache.update(k, v)  # (B, nkv, T or every cached token, hd)
+            k, v = cache.update(k, v, docs)  # (B, nkv, T or every cached token, hd)
         if cache is not None and T == 1:
-            mask, causal = cache.mask(), False  # one new token sees the cached keys, all inside its window
+            mask, causal = cache.mask(docs), False  # the cached keys inside its window (and document)
         else:
-            mask = None if self.sliding_window is None else window_mask(pos, pos, self.sliding_window)
+            mask = attention_mask(pos, self.sliding_window, docs)
             causal = mask is None
         y = F.scaled_dot_product_attention(
             q,
@@ -103,6 +126,31 @@ class CausalSelfAttention(nn.Module):
         )  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+def attention_mask(pos: torch.Tensor, window: int | None, docs: torch.Tensor | None) -> torch.Tensor | None:
+    """Which keys each of T tokens at positions pos (T,) sees among themselves; None = plain causal.
+
+    Causal, or within the sliding ``window``: (T, T) bool; and with document ids ``docs`` (B, T), only
+    keys of the query's own document: (B, 1, T, T). Every token sees at least itself.
+    """
+    if window is None and docs is None:
+        return None
+    mask = window_mask(pos, pos, pos.numel() if window is None else window)  # (T, T)
+    return mask if docs is None else mask & same_document(docs, docs)
+
+
+def same_document(q_docs: torch.Tensor, k_docs: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, 1, Tq, Tk): query and key in the same document, from ids q_docs (B, Tq), k_docs (B, Tk)."""
+    return (q_docs[:, :, None] == k_docs[:, None, :])[:, None]
+
+
+def document_ids(starts: torch.Tensor) -> torch.Tensor:
+    """(B, T) document ids from starts (B, T) bool, True at document tokens: the count of them so far.
+
+    A document token belongs to the document it starts; tokens before the first one are document 0.
+    """
+    return starts.cumsum(dim=1)
 
 
 def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -128,15 +176,24 @@ class Block(nn.Module):
         self.parallel = parallel
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, rotate: Callable, cache: LayerCache | None = None
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        rotate: Callable,
+        cache: LayerCache | None = None,
+        docs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.parallel:
-            return x + self.attn(self.ln_1(x), pos, rotate, cache) + self.mlp(self.ln_2(x))
-        x = x + self.attn(self.ln_1(x), pos, rotate, cache)
+            return x + self.attn(self.ln_1(x), pos, rotate, cache, docs) + self.mlp(self.ln_2(x))
+        x = x + self.attn(self.ln_1(x), pos, rotate, cache, docs)
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
+    """The model; keys as in conf/model/*.yaml. ``bos_id``: the tokenizer's document token
+    (<|endoftext|>; None if it has none), which ``doc_mask`` needs: build through
+    ``tinygpt.model.build.build_gpt``, which passes it."""
+
     def __init__(
         self,
         vocab_size: int,
@@ -154,6 +211,8 @@ class GPT(nn.Module):
         qk_norm: bool = False,
         parallel_block: bool = False,
         sliding_window: int | None = None,
+        doc_mask: bool = False,
+        bos_id: int | None = None,
     ):
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
@@ -164,6 +223,8 @@ class GPT(nn.Module):
         self.block_size = block_size
         self.n_layer = n_layer
         self.sliding_window = sliding_window
+        check_doc_mask(doc_mask, bos_id)
+        self.doc_mask, self.bos_id = doc_mask, bos_id
         # set by the loop: recompute each block, and the head + loss a chunk at a time, in backward
         self.grad_checkpointing = False
         self.transformer = nn.ModuleDict(
@@ -224,18 +285,26 @@ class GPT(nn.Module):
         positions = torch.arange if cache is None else cache[0].positions  # cached: continue from them
         pos = positions(T, device=idx.device)  # (T,)
         wpe = self.transformer.wpe
+        docs = self.documents(idx, cache)  # (B, T) or None
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
         for block, layer_cache in zip(self.transformer.h, cache or [None] * self.n_layer, strict=True):
             if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, pos, wpe.rotate, layer_cache, use_reentrant=False)
+                x = checkpoint(block, x, pos, wpe.rotate, layer_cache, docs, use_reentrant=False)
             else:
-                x = block(x, pos, wpe.rotate, layer_cache)
+                x = block(x, pos, wpe.rotate, layer_cache, docs)
         x = self.transformer.ln_f(x)  # (B, T, C)
         if targets is None:
             return self.lm_head(x)
         if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
             return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
         return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
+
+    def documents(self, idx: torch.Tensor, cache: list[LayerCache] | None) -> torch.Tensor | None:
+        """The (B, T) document ids of idx (B, T) with ``doc_mask``, else None; cached: they continue."""
+        if not self.doc_mask:
+            return None
+        starts = idx == self.bos_id  # (B, T)
+        return document_ids(starts) if cache is None else cache[0].documents(starts)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count (shared tensors once); ``non_embedding`` leaves out token and position tables."""
@@ -246,6 +315,17 @@ class GPT(nn.Module):
             if self.lm_head.weight is not self.transformer.wte.weight:
                 n -= self.lm_head.weight.numel()
         return n
+
+
+def check_doc_mask(doc_mask: bool, bos_id: int | None) -> None:
+    """Document masking finds documents by their token: refuse it for a vocabulary without one."""
+    if not isinstance(doc_mask, bool):
+        raise UserError(f"model.doc_mask must be true or false, got {doc_mask!r}")
+    if doc_mask and bos_id is None:
+        raise UserError(
+            "model.doc_mask=true needs a tokenizer with a document token (<|endoftext|>), e.g. "
+            "data.tokenizer=bpe; char vocabularies have none"
+        )
 
 
 def check_shape(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinygpt.config.records import upgrade
+from tinygpt.config.records import upgrade, with_added_model_keys
 from tinygpt.errors import UserError
 from tinygpt.runtime.files import atomic_write
 
@@ -46,7 +46,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise UserError(f"checkpoint {path} is not a TinyGPT checkpoint (no model weights in it)")
     if "config" in state:
-        state["config"] = upgrade(state["config"])  # one written by an earlier version reads as today's
+        # one written by an earlier version reads as today's
+        state["config"] = with_added_model_keys(upgrade(state["config"]))
     return state
 
 

@@ -22,6 +22,7 @@ from tinygpt.data import TextData, on_device
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import load_weights
+from tinygpt.model import build_gpt
 from tinygpt.runtime.distributed import World
 from tinygpt.runtime.files import remove_leftovers, write_text
 from tinygpt.training.flops import flops_per_token, gpu_peak
@@ -84,7 +85,7 @@ def build_job(
     tokenizer needs."""
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
-    model = instantiate(cfg.model)(vocab_size=max(vocab_size or 0, data.tokenizer.vocab_size)).to(device)
+    model = build_gpt(instantiate(cfg.model), data.tokenizer, vocab_size).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
     if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
         load_weights(model, cfg.init_from, resolved(cfg)["model"])
