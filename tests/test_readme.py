@@ -306,7 +306,7 @@ def checked(overrides: list[str], world: int) -> DictConfig:
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     check_train_config(cfg, world)
     with torch.device("meta"):
-        instantiate(cfg.model)(vocab_size=256)
+        instantiate(cfg.model)(vocab_size=256, bos_id=0)  # a document token, as BPE vocabularies have
     return cfg
 
 
