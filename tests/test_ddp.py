@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, corpus_documents, fineweb_folder, run_cli
+from conftest import REPO, TINY, checkpoint_written, corpus_documents, fineweb_folder, run_cli, start_cli
 
 from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.training.checkpoint import load_checkpoint
@@ -79,17 +78,14 @@ def test_rank_zero_alone_writes_one_run_directory(ddp_run):
 
 def test_killed_and_resumed_under_ddp_ends_where_the_uninterrupted_run_does(ddp_run, tmp_path):
     run_dir = tmp_path / "killed"
-    child = subprocess.Popen(
-        [*TORCHRUN, *ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
+    child = start_cli(
+        *ARGS,
+        f"hydra.run.dir={run_dir}",
+        until=checkpoint_written(run_dir),
+        command=TORCHRUN,
         env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 120
-    while not (run_dir / "ckpt.pt").exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.01)
     os.killpg(child.pid, signal.SIGKILL)  # torchrun and both ranks at once
     child.wait()
     assert load_checkpoint(run_dir / "ckpt.pt")["step"] < 40
