@@ -24,6 +24,7 @@ from typing import Any
 from tinygpt.runtime.distributed import World, max_over_ranks
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPING_LINE = b"stopping after this step, once ckpt.pt is written (a second signal changes nothing)\n"
 
 
 class Interrupted(BaseException):
@@ -41,7 +42,8 @@ class Interrupted(BaseException):
 
     def message(self) -> str:
         if self.step is None or self.run_dir is None:
-            return f"interrupted ({signal.Signals(self.signum).name}) before training started; nothing was saved"
+            name = signal.Signals(self.signum).name
+            return f"interrupted ({name}) before training started; nothing was saved"
         return f"interrupted at step {self.step}; resume with: {resume_command(self.run_dir)}"
 
 
@@ -80,7 +82,7 @@ class StopSignals:
         if not self.armed and first:
             raise Interrupted(signum)  # nothing to save yet: stop where the command is
         if first and os.environ.get("RANK", "0") == "0":
-            os.write(2, b"stopping after this step, once the checkpoint is written (a second signal changes nothing)\n")
+            os.write(2, STOPPING_LINE)
 
 
 STOP = StopSignals()
@@ -96,6 +98,8 @@ def exit_on_interrupt(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Interrupted as stop:
+            for signum in STOP_SIGNALS:  # the interpreter's exit would put back the default handlers,
+                signal.signal(signum, signal.SIG_IGN)  # and a signal arriving then would kill it mid-exit
             if os.environ.get("RANK", "0") == "0":
                 print(stop.message(), file=sys.stderr, flush=True)
             sys.exit(stop.exit_code)
