@@ -73,6 +73,31 @@ def checkpoint_to_resume(
     return ckpt
 
 
+def schedule_stretch(
+    cfg: DictConfig, ckpt: dict[str, Any], lr_factor: Callable[[int, int], float]
+) -> str | None:
+    """One line when a resume's new ``max_steps`` moves the learning rate at the checkpoint's step (a
+    cosine decay re-stretched over the new length): the lr there under the old and the new max_steps,
+    and the schedule made for extending a run. None when the lr stays where it was."""
+    old_max, step = ckpt["config"].get("max_steps"), ckpt["step"]
+    if not isinstance(old_max, int) or old_max == cfg.max_steps:
+        return None
+    before, after = (cfg.optim.lr * lr_factor(step, n) for n in (old_max, cfg.max_steps))
+    if math.isclose(before, after, rel_tol=1e-9):
+        return None
+    name = str(cfg.schedule._target_).rsplit(".", 1)[-1]
+    jump = f" ({after / before:.2f}x)" if before > 0 else ""
+    hint = (
+        "a wsd run extended before its decay began keeps its lr"
+        if name == "wsd"
+        else "schedule=wsd (flat until its final decay) is made for runs that may be extended"
+    )
+    return (
+        f"max_steps {old_max} -> {cfg.max_steps} re-stretches the {name} schedule: the lr at step {step} "
+        f"jumps from {before:.2e} to {after:.2e}{jump}; {hint}"
+    )
+
+
 def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_val: float) -> str:
     """Why a diverged run stopped, and which checkpoint is still good: ckpt.pt may already hold huge
     weights (the first bad update can be finite), but ckpt_best.pt was saved at the lowest val loss."""
