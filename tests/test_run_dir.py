@@ -6,9 +6,12 @@ import errno
 import io
 import json
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +238,26 @@ def test_the_lock_is_held_only_while_training(tmp_path):
     assert free.returncode == 0, free.stderr  # another process can take the directory once train returns
     train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)  # and so can this one, again
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 3
+
+
+def test_resume_true_without_a_run_dir_continues_the_latest_run_and_makes_no_new_one(tmp_path):
+    runs = tmp_path / "runs" / "2026-01-02"
+    proc = run_cli(*TINY, "max_steps=3", "eval_interval=3", f"hydra.run.dir={runs / '10-00-00'}")
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(runs / "10-00-00", runs / "09-00-00")
+    os.utime(runs / "09-00-00" / "ckpt.pt", (1e9, 1e9))  # an older checkpoint
+    before = sorted(p.name for p in runs.iterdir())
+
+    proc = run_cli("resume=true", "max_steps=5", cwd=tmp_path)  # as after `make train`: no hydra.run.dir
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming the latest run, {Path('runs/2026-01-02/10-00-00')}" in proc.stderr
+    assert load_checkpoint(runs / "10-00-00" / "ckpt.pt")["step"] == 5
+    assert load_checkpoint(runs / "09-00-00" / "ckpt.pt")["step"] == 3
+    assert sorted(p.name for p in runs.iterdir()) == before
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["2026-01-02"]  # no runs/<today>/<now>/
+
+
+def test_resume_true_without_a_run_dir_and_no_run_to_continue_is_refused_making_nothing(tmp_path):
+    proc = run_cli(*TINY, "resume=true", cwd=tmp_path)
+    assert "no run under runs/ has a checkpoint to continue" in one_error_line(proc)
+    assert not (tmp_path / "runs").exists()

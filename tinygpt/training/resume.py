@@ -4,6 +4,8 @@ diverged run's good weights are."""
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +98,36 @@ def schedule_stretch(
         f"max_steps {old_max} -> {cfg.max_steps} re-stretches the {name} schedule: the lr at step {step} "
         f"jumps from {before:.2e} to {after:.2e}{jump}; {hint}"
     )
+
+
+def typed_run_dir(config: DictConfig) -> bool:
+    """Whether the command line chose the run directory (``hydra.run.dir=...``); ``config``: with its
+    ``hydra`` node, as a Hydra callback receives it."""
+    typed = config.hydra.overrides.hydra
+    return any(override_key(o).lstrip("+~") == "hydra.run.dir" for o in typed)
+
+
+def latest_run(new_dir: Path) -> Path:
+    """The run ``resume=true`` continues when no ``hydra.run.dir`` is given: of the run directories beside
+    the one Hydra would make now (``runs/<date>/<time>/``), the one whose ckpt.pt was written last."""
+    root = new_dir.parent.parent
+    candidates = [p.parent for p in root.glob("*/*/ckpt.pt") if p.parent != new_dir]
+    if not candidates:
+        raise UserError(
+            f"resume=true: no run under {root}/ has a checkpoint to continue; name the run with "
+            "hydra.run.dir=DIR, or leave out resume=true to start a new one"
+        )
+    latest = max(candidates, key=lambda run: (run / "ckpt.pt").stat().st_mtime)
+    others = (
+        f" ({len(candidates) - 1} other run(s) there; name one with hydra.run.dir=DIR)"
+        if candidates[1:]
+        else ""
+    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for all
+        print(
+            f"resume=true without hydra.run.dir: resuming the latest run, {latest}{others}", file=sys.stderr
+        )
+    return latest
 
 
 def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_val: float) -> str:
