@@ -81,7 +81,8 @@ def schedule_stretch(
     """One line when a resume's new ``max_steps`` moves the learning rate at the checkpoint's step (a
     cosine decay re-stretched over the new length): the lr there under the old and the new max_steps,
     and the schedule made for extending a run. None when the lr stays where it was."""
-    old_max, step = ckpt["config"].get("max_steps"), ckpt["step"]
+    saved = ckpt.get("config")
+    old_max, step = saved.get("max_steps") if isinstance(saved, dict) else None, ckpt["step"]
     if not isinstance(old_max, int) or old_max == cfg.max_steps:
         return None
     before, after = (cfg.optim.lr * lr_factor(step, n) for n in (old_max, cfg.max_steps))
