@@ -1,11 +1,13 @@
 """Shared helpers: compose the real config tree, shrunk so a training step takes milliseconds."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,20 +96,47 @@ def run_cli(
     )
 
 
-def start_cli(*args: str, until: Path) -> subprocess.Popen:
-    """Start ``python -m tinygpt.train args`` in the background; return once ``until`` exists (or the
-    process ended, or two minutes passed), for a test to kill it at that point."""
+def start_cli(
+    *args: str, until: Callable[[], bool], command: list[str] | None = None, **popen
+) -> subprocess.Popen:
+    """Start ``python -m tinygpt.train args`` (or ``command + args``) in the background; return once
+    ``until()`` holds (the content the test needs is written: e.g. ``step_logged(run_dir)``), the
+    process ended, or two minutes passed, for a test to kill or signal it at that point. A file's mere
+    existence is no such content: a run creates metrics.jsonl before it writes a line into it."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "tinygpt.train", *args],
+        [*(command or [sys.executable, "-m", "tinygpt.train"]), *args],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), **popen.pop("env", {})},
+        stdout=popen.pop("stdout", subprocess.DEVNULL),
+        stderr=popen.pop("stderr", subprocess.DEVNULL),
+        **popen,
     )
     deadline = time.time() + 120
-    while not until.exists() and time.time() < deadline and child.poll() is None:
+    while not until() and time.time() < deadline and child.poll() is None:
         time.sleep(0.005)
     return child
+
+
+def logged_steps(run_dir: Path, key: str = "train_loss") -> list[int]:
+    """The steps of run_dir's metrics.jsonl records that hold ``key``, from complete lines only (a
+    line still being written, with no newline yet, is left out)."""
+    path = run_dir / "metrics.jsonl"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    lines = text.splitlines(keepends=True)
+    records = [json.loads(line) for line in lines if line.endswith("\n")]
+    return [r["step"] for r in records if key in r]
+
+
+def step_logged(run_dir: Path, step: int = 1) -> Callable[[], bool]:
+    """A condition for ``start_cli``: run_dir's metrics.jsonl holds the training record of ``step``
+    (or of a later one)."""
+    return lambda: any(s >= step for s in logged_steps(run_dir))
+
+
+def checkpoint_written(run_dir: Path) -> Callable[[], bool]:
+    """A condition for ``start_cli``: run_dir holds a whole ckpt.pt. Its existence is enough here, and
+    only here: the checkpoint appears by an atomic rename once it is written and flushed to disk."""
+    return lambda: (run_dir / "ckpt.pt").is_file()
 
 
 @pytest.fixture(scope="module")

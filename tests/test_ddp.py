@@ -3,14 +3,24 @@ one run directory, exact resume after a kill."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, corpus_documents, fineweb_folder, run_cli
+from conftest import (
+    REPO,
+    TINY,
+    checkpoint_written,
+    corpus_documents,
+    fineweb_folder,
+    run_cli,
+    start_cli,
+    step_logged,
+)
 
 from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.training.checkpoint import load_checkpoint
@@ -79,17 +89,14 @@ def test_rank_zero_alone_writes_one_run_directory(ddp_run):
 
 def test_killed_and_resumed_under_ddp_ends_where_the_uninterrupted_run_does(ddp_run, tmp_path):
     run_dir = tmp_path / "killed"
-    child = subprocess.Popen(
-        [*TORCHRUN, *ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
+    child = start_cli(
+        *ARGS,
+        f"hydra.run.dir={run_dir}",
+        until=checkpoint_written(run_dir),
+        command=TORCHRUN,
         env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 120
-    while not (run_dir / "ckpt.pt").exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.01)
     os.killpg(child.pid, signal.SIGKILL)  # torchrun and both ranks at once
     child.wait()
     assert load_checkpoint(run_dir / "ckpt.pt")["step"] < 40
@@ -119,3 +126,53 @@ def test_two_ranks_on_aligned_shards_follow_the_single_process_trajectory(tmp_pa
     assert [s for s, _ in ddp] == [s for s, _ in single] == [5, 10]
     for (_, a), (_, b) in zip(ddp, single, strict=True):
         assert a == pytest.approx(b, rel=1e-4)
+
+
+def rank_pids(torchrun_pid: int) -> dict[int, int]:
+    """rank -> pid of torchrun's worker processes (read from /proc: their RANK variable)."""
+    proc = Path("/proc")
+    children = (proc / str(torchrun_pid) / "task" / str(torchrun_pid) / "children").read_text().split()
+    ranks = {}
+    for pid in map(int, children):
+        variables = (proc / str(pid) / "environ").read_bytes().decode().split("\0")
+        rank = next(v.split("=", 1)[1] for v in variables if v.startswith("RANK="))
+        ranks[int(rank)] = pid
+    return ranks
+
+
+def interrupted_under_torchrun(run_dir, send) -> tuple[int, str]:
+    """Start the DDP run, and once it logged a step, ``send(torchrun's pid)`` a signal; returns the step
+    of the one 'interrupted at step N' line and torchrun's stderr, having checked the checkpoint."""
+    child = start_cli(
+        *ARGS,
+        f"hydra.run.dir={run_dir}",
+        until=step_logged(run_dir),
+        command=TORCHRUN,
+        env=ENV,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.poll() is None, "the run ended before it logged"
+    send(child.pid)
+    _, stderr = child.communicate(timeout=300)
+    (step,) = map(int, re.findall(r"^interrupted at step (\d+); resume with: ", stderr, re.M))
+    assert load_checkpoint(run_dir / "ckpt.pt")["step"] == step < 40
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    return step, stderr
+
+
+def test_one_signal_to_the_torchrun_group_stops_every_rank_at_one_step_with_one_checkpoint(tmp_path):
+    step, stderr = interrupted_under_torchrun(tmp_path / "run", lambda pid: os.killpg(pid, signal.SIGINT))
+    assert step >= 5  # the first logged step (log_interval=5) was taken
+    assert f'File "{REPO / "tinygpt"}' not in stderr  # no rank's traceback (torchrun reports its own signal)
+
+
+def test_a_signal_to_one_rank_stops_them_all_at_its_step_and_the_resume_is_exact(ddp_run, tmp_path):
+    run_dir = tmp_path / "run"
+    interrupted_under_torchrun(run_dir, lambda pid: os.kill(rank_pids(pid)[1], signal.SIGTERM))
+    proc = torchrun(*ARGS, f"hydra.run.dir={run_dir}", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_checkpoint(ddp_run / "ckpt.pt")["model"], load_checkpoint(run_dir / "ckpt.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

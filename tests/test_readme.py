@@ -390,7 +390,10 @@ def sample_text(size: int = 40_000, skip: int = 0) -> str:
 
 
 def provide_runs(checkout: Path, text: str, made: dict[str, Path]) -> None:
-    """Copy the tiny run (or sweep) to each run path the line reads and the checkout lacks."""
+    """Copy the tiny run (or sweep) to each run path the line reads and the checkout lacks, and to
+    runs/<date>/<time>/ for a resume=true without hydra.run.dir (it continues the latest run there)."""
+    if re.search(r"tinygpt\.train .*resume=true", text) and "hydra.run.dir=" not in text:
+        shutil.copytree(made["run"], checkout / "runs" / WHEN)
     for match in re.finditer(r"""(?:^|(?<=[\s"'=]))((?:out|runs|multirun)/[^\s"';|]+)""", text):
         is_output = any(text[: match.start()].endswith(f"{key}=") for key in OUTPUT_KEYS)
         path = match[1].rstrip("/")

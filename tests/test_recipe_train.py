@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, TINY, build_model, compose_train, run_cli, set_keys, start_cli
+from conftest import REPO, TINY, build_model, checkpoint_written, compose_train, run_cli, set_keys, start_cli
 
 from tinygpt.errors import UserError
 from tinygpt.model import GPT
@@ -162,7 +162,7 @@ def test_sigkill_then_resume_ends_bitwise_equal_to_an_uninterrupted_run(extra, t
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     proc = run_cli(*KILL_ARGS, *extra, f"hydra.run.dir={straight}")
     assert proc.returncode == 0, proc.stderr
-    child = start_cli(*KILL_ARGS, *extra, f"hydra.run.dir={killed}", until=killed / "ckpt.pt")
+    child = start_cli(*KILL_ARGS, *extra, f"hydra.run.dir={killed}", until=checkpoint_written(killed))
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert load_checkpoint(killed / "ckpt.pt")["step"] < 300

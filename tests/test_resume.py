@@ -2,12 +2,17 @@
 and the run's record of how it was started never rewritten."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
 
+import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, compose_train, run_cli, set_keys
+
+from tinygpt.training.loop import train
+from tinygpt.training.schedule import cosine, wsd
 
 RECIPE = ["schedule=wsd", "optim=lion", "batch_size=8", "model.n_layer=3"]
 
@@ -124,3 +129,26 @@ def test_stored_overrides_are_data_an_interpolation_is_refused(tmp_path):
     proc = run_cli(f"hydra.run.dir={run_dir}", "resume=true", "max_steps=6", cwd=tmp_path)
     assert proc.returncode == 2 and "interpolation" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "pwned.txt").exists()
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_a_resume_that_moves_the_lr_by_raising_max_steps_says_so_with_the_jump(schedule, tmp_path, caplog):
+    shape = ["schedule.warmup_steps=2", "eval_interval=100", "log_interval=100"]
+    train(compose_train(f"schedule={schedule}", *shape, "max_steps=10"), tmp_path)
+    cfg = set_keys(compose_train(f"schedule={schedule}", *shape, "max_steps=30"), resume=True)
+    with caplog.at_level(logging.WARNING, logger="tinygpt"):
+        train(cfg, tmp_path)
+    factor = cosine if schedule == "cosine" else wsd
+    before, after = (cfg.optim.lr * factor(10, n, warmup_steps=2) for n in (10, 30))
+    (line,) = [r.getMessage() for r in caplog.records if "re-stretches" in r.getMessage()]
+    assert f"max_steps 10 -> 30 re-stretches the {schedule} schedule" in line
+    assert f"the lr at step 10 jumps from {before:.2e} to {after:.2e}" in line
+    assert "schedule=wsd" in line if schedule == "cosine" else "before its decay began" in line
+
+
+def test_a_resume_whose_lr_stays_put_says_nothing_about_the_schedule(tmp_path, caplog):
+    shape = ["schedule=constant", "schedule.warmup_steps=2", "eval_interval=100", "log_interval=100"]
+    train(compose_train(*shape, "max_steps=4"), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tinygpt"):
+        train(set_keys(compose_train(*shape, "max_steps=6"), resume=True), tmp_path)
+    assert "re-stretches" not in caplog.text

@@ -6,13 +6,16 @@ import errno
 import io
 import json
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_train, run_cli, set_keys, start_cli
+from conftest import TINY, compose_train, logged_steps, run_cli, set_keys, start_cli, step_logged
 
 import tinygpt.training.checkpoint
 from tinygpt.errors import UserError, exit_on_user_error
@@ -26,7 +29,7 @@ LONG_RUN = [*TINY, "max_steps=100000", "eval_interval=100000", "ckpt_interval=10
 
 def start_training(run_dir, *args):
     """A training process in the background, returned once it has logged its first step."""
-    child = start_cli(*args, f"hydra.run.dir={run_dir}", until=run_dir / "metrics.jsonl")
+    child = start_cli(*args, f"hydra.run.dir={run_dir}", until=step_logged(run_dir))
     assert child.poll() is None, "the background run ended before it logged"
     return child
 
@@ -42,11 +45,6 @@ def one_error_line(proc):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
-
-
-def steps_logged(run_dir, key="train_loss"):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r["step"] for r in map(json.loads, lines) if key in r]
 
 
 def test_a_second_run_into_a_busy_directory_is_refused_and_touches_nothing(tmp_path):
@@ -69,12 +67,12 @@ def test_a_second_run_into_a_busy_directory_is_refused_and_touches_nothing(tmp_p
 def test_resume_auto_starts_fresh_after_a_kill_before_the_first_checkpoint_then_continues(tmp_path):
     run_dir = tmp_path / "run"
     kill(start_training(run_dir, *LONG_RUN))
-    assert not (run_dir / "ckpt.pt").exists() and steps_logged(run_dir)
+    assert not (run_dir / "ckpt.pt").exists() and logged_steps(run_dir)
     requeued = [*TINY, f"hydra.run.dir={run_dir}", "resume=auto", "eval_interval=3"]  # one command line
 
     proc = run_cli(*requeued, "max_steps=6")
     assert proc.returncode == 0, proc.stderr
-    assert steps_logged(run_dir) == [1, 2, 3, 4, 5, 6]  # the killed run's records were replaced
+    assert logged_steps(run_dir) == [1, 2, 3, 4, 5, 6]  # the killed run's records were replaced
     leftovers = [run_dir / ".ckpt.pt.k1lled_0.tmp", run_dir / ".effective_config.json.k1lled_1.tmp"]
     for path in leftovers:  # what a run killed while writing these would leave
         path.write_text("half")
@@ -82,7 +80,7 @@ def test_resume_auto_starts_fresh_after_a_kill_before_the_first_checkpoint_then_
     assert proc.returncode == 0, proc.stderr
     assert "resumed" in proc.stdout
     assert not any(path.exists() for path in leftovers)
-    assert steps_logged(run_dir) == list(range(1, 10))
+    assert logged_steps(run_dir) == list(range(1, 10))
     assert load_checkpoint(run_dir / "ckpt.pt")["step"] == 9
 
 
@@ -240,3 +238,26 @@ def test_the_lock_is_held_only_while_training(tmp_path):
     assert free.returncode == 0, free.stderr  # another process can take the directory once train returns
     train(set_keys(compose_train("max_steps=3"), resume=True), tmp_path)  # and so can this one, again
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 3
+
+
+def test_resume_true_without_a_run_dir_continues_the_latest_run_and_makes_no_new_one(tmp_path):
+    runs = tmp_path / "runs" / "2026-01-02"
+    proc = run_cli(*TINY, "max_steps=3", "eval_interval=3", f"hydra.run.dir={runs / '10-00-00'}")
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(runs / "10-00-00", runs / "09-00-00")
+    os.utime(runs / "09-00-00" / "ckpt.pt", (1e9, 1e9))  # an older checkpoint
+    before = sorted(p.name for p in runs.iterdir())
+
+    proc = run_cli("resume=true", "max_steps=5", cwd=tmp_path)  # as after `make train`: no hydra.run.dir
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming the latest run, {Path('runs/2026-01-02/10-00-00')}" in proc.stderr
+    assert load_checkpoint(runs / "10-00-00" / "ckpt.pt")["step"] == 5
+    assert load_checkpoint(runs / "09-00-00" / "ckpt.pt")["step"] == 3
+    assert sorted(p.name for p in runs.iterdir()) == before
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["2026-01-02"]  # no runs/<today>/<now>/
+
+
+def test_resume_true_without_a_run_dir_and_no_run_to_continue_is_refused_making_nothing(tmp_path):
+    proc = run_cli(*TINY, "resume=true", cwd=tmp_path)
+    assert "no run under runs/ has a checkpoint to continue" in one_error_line(proc)
+    assert not (tmp_path / "runs").exists()

@@ -16,10 +16,12 @@ from tinygpt.runtime.distributed import close_world, init_world
 from tinygpt.training.launch import run_sweep_job, shared_run_dir
 from tinygpt.training.loop import train
 from tinygpt.training.resume import resumed_config
+from tinygpt.training.stopping import Interrupted, exit_on_interrupt
 
 log = logging.getLogger("tinygpt")
 
 
+@exit_on_interrupt  # SIGINT/SIGTERM: the step finishes, ckpt.pt is written, one line says how to resume
 @command_line("train", training_args)  # --help, flat keys, config_json=FILE and typos, before Hydra
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
@@ -38,6 +40,9 @@ def main(cfg: DictConfig) -> float:
             best = train(cfg, run_dir, world, overrides, ckpt)["best_val_loss"]
             finished = True
             return best
+        except Interrupted as stop:
+            finished = stop.step is not None  # all ranks stopped at this step: they leave the group together
+            raise
         finally:
             close_world(world, finished)
     if "group" in cfg.logger and cfg.logger.group is None:

@@ -52,6 +52,21 @@ def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
     return value
 
 
+_cpu_group: list = []  # the gloo group of max_over_ranks where the default group is not on the CPU
+
+
+def max_over_ranks(value: int, world: World) -> int:
+    """The largest of an int's values across ranks, over the CPU (gloo): no wait for a GPU's queue. Every
+    rank calls it at the same points; the first call on an nccl job makes a gloo group, collectively."""
+    if not world.distributed:
+        return value
+    if not _cpu_group:
+        _cpu_group.append(None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
+    box = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group[0])
+    return int(box.item())
+
+
 def broadcast_from_main(obj: object, world: World) -> object:
     """Rank 0's value of a picklable object, on every rank."""
     if not world.distributed:

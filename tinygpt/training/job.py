@@ -30,6 +30,7 @@ from tinygpt.training.graphs import GraphedStep, GraphedUpdate, can_graph_update
 from tinygpt.training.loggers import NullLogger
 from tinygpt.training.metrics import truncate_records
 from tinygpt.training.optim import build_optimizer
+from tinygpt.training.resume import schedule_stretch
 from tinygpt.training.state import TrainState, make_ema
 from tinygpt.training.step import StepSettings, Update
 
@@ -90,6 +91,9 @@ def build_job(
     if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
         load_weights(model, cfg.init_from, resolved(cfg)["model"])
     lr_factor = build_schedule(cfg)
+    stretched = schedule_stretch(cfg, ckpt, lr_factor) if ckpt is not None else None
+    if stretched:
+        log.warning(stretched)
     state = build_state(cfg, model, device, ckpt, run_dir)
     forward, no_sync = wrap_model(model, cfg, world, device)
     job = Job(

@@ -32,6 +32,7 @@ from tinygpt.training.resume import checkpoint_to_resume, record_resume
 from tinygpt.training.rundir import locked_run_dir
 from tinygpt.training.schedule import curriculum_block_size
 from tinygpt.training.step import StepStats, train_step
+from tinygpt.training.stopping import STOP, Interrupted
 
 log = logging.getLogger("tinygpt")
 
@@ -96,6 +97,7 @@ def run_loop(job: Job) -> None:
     throughput = Throughput(state.tokens_seen)
     whole_run = Throughput(state.tokens_seen)
     state.model.train()
+    STOP.arm()  # from here a SIGINT/SIGTERM stops the loop at a step boundary, after a save
     with progress_bar(cfg.max_steps, state.step, enabled=job.world.is_main) as show_progress:
         while state.step < cfg.max_steps:
             lr = cfg.optim.lr * job.lr_factor(state.step, cfg.max_steps)
@@ -112,16 +114,19 @@ def run_loop(job: Job) -> None:
                 stop_if_diverged(job)
             if job.due(cfg.log_interval):
                 log_training(job, stats, lr, block_size, throughput.rate(state.tokens_seen), show_progress)
+            stop = STOP.agreed(job.world)  # a signal on any rank: every rank stops after this step
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
                     evaluate_and_keep_best(job, lr)
                 reached = job.due(cfg.eval_interval) and reached_target(job)
                 if job.world.is_main and cfg.sample_interval and job.due(cfg.sample_interval):
                     log_sample(job)
-                if job.due(cfg.ckpt_interval) or reached:
+                if job.due(cfg.ckpt_interval) or reached or stop:
                     save(job, job.run_dir / "ckpt.pt")
             if reached:
                 break
+            if stop and not job.last_step:
+                raise Interrupted(stop, state.step, job.run_dir)
     job.tokens_per_s = whole_run.rate(state.tokens_seen)
 
 

@@ -4,6 +4,8 @@ diverged run's good weights are."""
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +73,62 @@ def checkpoint_to_resume(
     if cfg.ema_decay is not None and ckpt.get("ema") is None:
         raise UserError(f"cannot resume {ckpt_path} with ema_decay set: it was trained without EMA")
     return ckpt
+
+
+def schedule_stretch(
+    cfg: DictConfig, ckpt: dict[str, Any], lr_factor: Callable[[int, int], float]
+) -> str | None:
+    """One line when a resume's new ``max_steps`` moves the learning rate at the checkpoint's step (a
+    cosine decay re-stretched over the new length): the lr there under the old and the new max_steps,
+    and the schedule made for extending a run. None when the lr stays where it was."""
+    saved = ckpt.get("config")
+    old_max, step = saved.get("max_steps") if isinstance(saved, dict) else None, ckpt["step"]
+    if not isinstance(old_max, int) or old_max == cfg.max_steps:
+        return None
+    before, after = (cfg.optim.lr * lr_factor(step, n) for n in (old_max, cfg.max_steps))
+    if math.isclose(before, after, rel_tol=1e-9):
+        return None
+    name = str(cfg.schedule._target_).rsplit(".", 1)[-1]
+    jump = f" ({after / before:.2f}x)" if before > 0 else ""
+    hint = (
+        "a wsd run extended before its decay began keeps its lr"
+        if name == "wsd"
+        else "schedule=wsd (flat until its final decay) is made for runs that may be extended"
+    )
+    return (
+        f"max_steps {old_max} -> {cfg.max_steps} re-stretches the {name} schedule: the lr at step {step} "
+        f"jumps from {before:.2e} to {after:.2e}{jump}; {hint}"
+    )
+
+
+def typed_run_dir(config: DictConfig) -> bool:
+    """Whether the command line chose the run directory (``hydra.run.dir=...``); ``config``: with its
+    ``hydra`` node, as a Hydra callback receives it."""
+    typed = config.hydra.overrides.hydra
+    return any(override_key(o).lstrip("+~") == "hydra.run.dir" for o in typed)
+
+
+def latest_run(new_dir: Path) -> Path:
+    """The run ``resume=true`` continues when no ``hydra.run.dir`` is given: of the run directories beside
+    the one Hydra would make now (``runs/<date>/<time>/``), the one whose ckpt.pt was written last."""
+    root = new_dir.parent.parent
+    candidates = [p.parent for p in root.glob("*/*/ckpt.pt") if p.parent != new_dir]
+    if not candidates:
+        raise UserError(
+            f"resume=true: no run under {root}/ has a checkpoint to continue; name the run with "
+            "hydra.run.dir=DIR, or leave out resume=true to start a new one"
+        )
+    latest = max(candidates, key=lambda run: (run / "ckpt.pt").stat().st_mtime)
+    others = (
+        f" ({len(candidates) - 1} other run(s) there; name one with hydra.run.dir=DIR)"
+        if candidates[1:]
+        else ""
+    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for all
+        print(
+            f"resume=true without hydra.run.dir: resuming the latest run, {latest}{others}", file=sys.stderr
+        )
+    return latest
 
 
 def stop_message(step: int, skipped: int, cfg: DictConfig, run_dir: Path, best_val: float) -> str:

@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
 from tinygpt.errors import UserError
+from tinygpt.training.resume import latest_run, typed_run_dir
 
 try:
     import fcntl
@@ -86,6 +87,9 @@ class RunDirGuard(Callback):
         self._lock_path: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume") is True and not typed_run_dir(config):  # continue the latest run
+            with read_write(config.hydra):
+                config.hydra.run.dir = str(_or_exit(latest_run, Path(config.hydra.run.dir)))
         run_dir = Path(config.hydra.run.dir)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the run directory
             self._lock_path = _or_exit(acquire_run_dir, run_dir)
