@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import command_line
+from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
@@ -71,7 +71,7 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@command_line("eval")
+@command_line("eval", command_args("eval", ("run", "text", "out")))  # free text as typed
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ import gc
 import hydra
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import command_line
+from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
@@ -23,7 +23,7 @@ def cli(cfg: DictConfig) -> None:
     print(f"exported {cfg.run} to {out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r})")
 
 
-@command_line("export")
+@command_line("export", command_args("export", ("run", "out")))  # free text as typed
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -13,7 +13,7 @@ from typing import BinaryIO, TextIO
 import hydra
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import command_line
+from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
@@ -83,7 +83,7 @@ def cli(cfg: DictConfig) -> None:
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))
 
 
-@command_line("generate")
+@command_line("generate", command_args("generate", ("run", "prompt", "stop")))  # free text as typed
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

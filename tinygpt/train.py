@@ -16,10 +16,12 @@ from tinygpt.runtime.distributed import close_world, init_world
 from tinygpt.training.launch import run_sweep_job, shared_run_dir
 from tinygpt.training.loop import train
 from tinygpt.training.resume import resumed_config
+from tinygpt.training.unstarted import removes_unstarted_runs
 
 log = logging.getLogger("tinygpt")
 
 
+@removes_unstarted_runs  # a failed command leaves no run directory in which training never started
 @command_line("train", training_args)  # --help, flat keys, config_json=FILE and typos, before Hydra
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
