@@ -71,7 +71,10 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@command_line("eval", command_args("eval", ("run", "text", "out")))  # free text as typed
+arguments = command_args("eval", ("run", "text", "out"))  # the command line; these keys' text as typed
+
+
+@command_line("eval", arguments)
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

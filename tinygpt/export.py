@@ -23,7 +23,10 @@ def cli(cfg: DictConfig) -> None:
     print(f"exported {cfg.run} to {out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r})")
 
 
-@command_line("export", command_args("export", ("run", "out")))  # free text as typed
+arguments = command_args("export", ("run", "out"))  # the command line; these keys' text as typed
+
+
+@command_line("export", arguments)
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

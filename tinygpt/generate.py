@@ -83,7 +83,10 @@ def cli(cfg: DictConfig) -> None:
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))
 
 
-@command_line("generate", command_args("generate", ("run", "prompt", "stop")))  # free text as typed
+arguments = command_args("generate", ("run", "prompt", "stop"))  # the command line; these keys' text as typed
+
+
+@command_line("generate", arguments)
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -14,8 +14,10 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
+from tinygpt.config.commands import SCHEMAS
 from tinygpt.config.help import help_text
 from tinygpt.config.jsonconfig import (
     FLAT_GROUPS,
@@ -203,15 +205,21 @@ def one_arg(arg: str, following: str | None, command: str, literal: tuple[str, .
     if key.startswith("+") and not key.lstrip("+").startswith("hydra"):
         raise UserError(plus_refused(key.lstrip("+"), value, command))
     if key in literal:
-        return f"{key}={literal_value(value)}"
+        return f"{key}={literal_value(value, nullable=key in optional_keys(command))}"
     return arg
 
 
-def literal_value(typed: str) -> str:
+def optional_keys(command: str) -> set[str]:
+    """The keys of ``command`` whose default is null (``stop``, ``out``): ``key=null`` keeps meaning none."""
+    return {f.name for f in fields(SCHEMAS[command]) if f.default is None}
+
+
+def literal_value(typed: str, nullable: bool = False) -> str:
     """Text typed after ``key=`` as a Hydra value that reads back exactly that text: commas, quotes,
-    ``!``, non-ASCII letters, a trailing space, ``${``; ``null`` stays null, and a value wholly in
-    quotes (``'prompt="Hello, world!"'``, the form Hydra needed) is the text inside them."""
-    if typed == "null":
+    ``!``, non-ASCII letters, a trailing space, ``${``, ``42``; ``null`` stays null where ``nullable``,
+    and a value wholly in quotes (``'prompt="Hello, world!"'``, the form Hydra needed) is the text inside
+    them."""
+    if typed == "null" and nullable:
         return typed
     if len(typed) >= 2 and typed[0] == typed[-1] and typed[0] in "'\"":
         parsed = parse_override(f"k={typed}")

@@ -56,13 +56,13 @@ def first_value(override: str) -> str | None:
 
 
 def check_group_options(overrides: list[str]) -> None:
-    """Refuse an option a top-level group lacks (``optim=adam``; each value of ``optim=adam,lion``)."""
+    """Refuse an option a group lacks (``optim=adam``, ``model.pos=rop``; each of ``optim=adam,lion``)."""
     for override in overrides:
         parsed = parse_override(override)
         if parsed is None or parsed.is_delete():
             continue
-        group = parsed.key_or_group
-        options = group_options(group) if "." not in group else ()
+        group = parsed.key_or_group.replace(".", "/")  # model.pos=rop: a group typed with a dot
+        options = group_options(group)
         try:
             values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [parsed.value()]
         except HydraException:  # glob(*): Hydra lists the options itself
@@ -80,7 +80,8 @@ def option_typo(group: str, option: str, options: list[str] | tuple[str, ...]) -
 
 def plus_refused(key: str, value: str, config: str = "train") -> str:
     """The answer to ``+key=value``: TinyGPT reads only its config's keys, so the nearest real key."""
-    known = key in config_keys(config)
+    flat = (*FLAT_VALUES, *FLAT_GROUPS) if config in TRAINING else ()
+    known = key in flat or key in config_keys(config)
     hint = f"did you mean {key}={value}?" if known else suggest(key, config, value=value)
     return f"+{key}={value} adds a key, but TinyGPT reads only the keys its config defines; {hint}"
 
