@@ -17,8 +17,6 @@ from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.inference.engine import describe_context, stream_text
-from tinygpt.inference.run import load
 
 log = logging.getLogger("tinygpt")
 
@@ -58,6 +56,9 @@ def stdin_prompt(stdin: BinaryIO) -> str:
 
 def cli(cfg: DictConfig) -> None:
     """The command, given its composed config: check, load the run, sample, print."""
+    from tinygpt.inference.engine import describe_context, stream_text  # torch: not imported for --help
+    from tinygpt.inference.run import load
+
     check_command("generate", cfg)
     prompt = stdin_prompt(sys.stdin.buffer) if cfg.prompt == "-" else cfg.prompt
     stop = cfg.stop
