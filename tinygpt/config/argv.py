@@ -7,7 +7,10 @@ out of habit, made to work or answered in one line.
   to type instead; Hydra's own flags (``--cfg``, ``-m``, ``--help``, ...) pass.
 - ``+key=value`` adds a key nothing reads: refused ("did you mean key=value?").
 - A key the config does not have is refused with the nearest keys and group options, instead of
-  Hydra's advice to add it with ``+`` (which would then train, silently, without it).
+  Hydra's advice to add it with ``+`` (which would then train, silently, without it): typos.py.
+- generate, eval and export: free text (``prompt=It's me``, ``prompt=The `` with its trailing space,
+  a path with a comma) reaches the command exactly as typed, quoted for Hydra here; a value typed
+  bare (``generate runs/...``) is answered with the key to give it.
 """
 
 import functools
