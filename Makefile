@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: train test lint clean
+.PHONY: train generate test lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 
 train: $(VENV)/.installed
 	$(PY) -m tinygpt.train $(ARGS)
+
+# sample from a run, e.g. make generate ARGS='run=runs/2026-12-02/10-54-54 "prompt=Hello, world!"'
+generate: $(VENV)/.installed
+	$(PY) -m tinygpt.generate $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)

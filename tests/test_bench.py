@@ -70,7 +70,7 @@ def test_the_former_options_mean_the_keys_and_training_overrides_pass_beside_the
     [
         (["--stepz", "3"], "unknown option --stepz"),
         (["--steps", "0"], "steps must be a positive integer, got 0"),
-        (["stepz=3"], "unknown key stepz; did you mean steps?"),
+        (["stepz=3"], "unknown key stepz; did you mean steps=3?"),
         (["warmup=-1"], "warmup must be >= 0"),
     ],
 )

@@ -57,6 +57,11 @@ def test_exported_char_run_loads_in_transformers_and_generates_the_same_tokens(r
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["model_type"] == "gpt2"
     assert (out / "model.safetensors").is_file()
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in out.iterdir()} == {
+        name: "0o644"
+        for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json")
+    }  # fmt: skip
     assert_same_greedy(runs["char"], out)
 
 

@@ -582,3 +582,21 @@ def test_the_readmes_python_example_runs_as_written(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO:") and "Warning" not in proc.stderr
+
+
+@pytest.mark.parametrize("prompt", ["Hello, world!", "It's me", "The "])
+def test_an_ordinary_prompt_is_continued_exactly_as_typed(run_dir, prompt, tmp_path):
+    """Commas, quotes, ``!`` and a trailing space reach the model: no override-grammar error, no trim."""
+    proc = run_cli(
+        f"run={run_dir}", f"prompt={prompt}", "max_new_tokens=8", "seed=3", module="tinygpt.generate"
+    )
+    assert proc.returncode == 0, proc.stderr
+    model, tok = load(run_dir, device="cpu")
+    assert proc.stdout == generate_text(model, tok, prompt, max_new_tokens=8, seed=3)[0] + "\n"
+    assert proc.stdout.startswith(prompt)
+
+
+def test_a_letter_the_run_never_saw_is_named_not_a_parse_error(run_dir):
+    proc = run_cli(f"run={run_dir}", "prompt=Café", module="tinygpt.generate")
+    assert proc.returncode == 2 and "error: cannot encode the prompt: character 'é'" in proc.stderr
+    assert "Lexer" not in proc.stderr and "hydra.cc" not in proc.stderr

@@ -6,15 +6,21 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import REPO, TINY
 
 
-def not_source() -> list[str]:
-    """What a checkout may hold beside its source (.git and the .gitignore patterns), not copied."""
-    lines = (REPO / ".gitignore").read_text().splitlines()
-    return [".git", *(line.strip("/") for line in lines if line.strip() and not line.startswith("#"))]
+def not_source(folder: str, names: list[str]) -> set[str]:
+    """What a checkout may hold beside its source (.git and the .gitignore patterns), not copied; a
+    pattern that starts with "/" (``/hf/``) holds at the top of the checkout only, as in git."""
+    lines = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    top = Path(folder) == REPO
+    anywhere = [".git", *(p.rstrip("/") for p in patterns if not p.startswith("/"))]
+    at_top = [p.strip("/") for p in patterns if p.startswith("/")] if top else []
+    return shutil.ignore_patterns(*anywhere, *at_top)(folder, names)
 
 
 def build_outputs() -> set[str]:
@@ -28,7 +34,7 @@ def test_wheel_trains_from_another_directory(tmp_path):
     site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
     before = build_outputs()
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*not_source()))  # setuptools builds in-tree
+    shutil.copytree(REPO, source, ignore=not_source)  # setuptools builds in-tree
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, source],

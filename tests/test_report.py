@@ -308,3 +308,35 @@ def test_an_unknown_option_or_no_directory_gets_one_line():
             proc.stderr
         )
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_keys_a_json_config_types_differ_only_where_the_configs_differ(tmp_path):
+    """A config_json run types every key of its file; next to a run that typed only a few, only the
+    keys whose resolved values differ are what tells them apart."""
+    config = {"max_steps": 6, "seed": 1, "model": {"n_layer": 2, "n_embd": 32}, "optim": {"lr": 0.001}}
+    typed = ["max_steps=6", "model.n_layer=2", "model.n_embd=32", "optim.lr=0.001"]
+    make_run(tmp_path / "0", config=config, overrides=["max_steps=6", "model.n_layer=2", "model.n_embd=32"])
+    make_run(tmp_path / "1", config={**config, "seed": 2}, overrides=[*typed, "seed=2"])
+    make_run(
+        tmp_path / "2", config={**config, "optim": {"lr": 0.01}}, overrides=[*typed[:3], "optim.lr=0.01"]
+    )
+    labels, _ = differing_settings(load_runs([tmp_path]))
+    assert labels == ["", "optim.lr=0.001, seed=2", "optim.lr=0.01"]
+
+
+def test_the_title_names_the_sweeps_from_where_the_report_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for sweep in ("multirun/a", "multirun/b"):
+        make_run(tmp_path / sweep / "0", **finished(2.0))
+    run_report(["multirun/a", "multirun/b", "out=results/ab"])
+    assert (
+        (tmp_path / "results/ab/report.md")
+        .read_text()
+        .startswith("# Sweep report: ../../multirun/a ../../multirun/b\n")
+    )
+    run_report(["multirun/a"])  # written into the sweep itself
+    assert (tmp_path / "multirun/a/report.md").read_text().startswith("# Sweep report: a\n")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}_elsewhere"
+    make_run(elsewhere / "c" / "0", **finished(2.0))
+    run_report([str(elsewhere / "c"), "out=results/c"])  # outside the working directory: its name
+    assert (tmp_path / "results/c/report.md").read_text().startswith("# Sweep report: c\n")

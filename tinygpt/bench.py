@@ -20,8 +20,6 @@ from tinygpt.config.commands import check_command, own_keys
 from tinygpt.config.overrides import override_key
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
-from tinygpt.training.flops import peak_flops
-from tinygpt.training.speed import HEADER, measure, report
 
 
 def bench_args(argv: list[str]) -> list[str]:
@@ -42,6 +40,9 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def cli(cfg: DictConfig) -> dict[str, Any]:
     """The command, given its composed config: time the steps, print the table row, write ``json``."""
+    from tinygpt.training.flops import peak_flops  # torch: not imported for --help
+    from tinygpt.training.speed import HEADER, measure, report
+
     check_command("bench", cfg)
     raw = measure(cfg, cfg.steps, cfg.warmup, cfg.vocab_size, cfg.eager_update)
     peak, source = (

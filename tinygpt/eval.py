@@ -17,11 +17,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import command_line
+from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.evaluation.evaluate import evaluate_run
 
 log = logging.getLogger("tinygpt")
 
@@ -57,6 +56,8 @@ def write_result(result: dict[str, Any], out: str | None) -> None:
 
 def cli(cfg: DictConfig) -> dict[str, Any]:
     """The command, given its composed config: check, evaluate, print (and write) the JSON."""
+    from tinygpt.evaluation.evaluate import evaluate_run  # torch: not imported for --help
+
     check_keys(cfg)
     result = evaluate_run(cfg)
     write_result(result, None if cfg.out is None else str(cfg.out))
@@ -71,7 +72,10 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@command_line("eval")
+arguments = command_args("eval", ("run", "text", "out"))  # the command line; these keys' text as typed
+
+
+@command_line("eval", arguments)
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

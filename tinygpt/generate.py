@@ -13,12 +13,10 @@ from typing import BinaryIO, TextIO
 import hydra
 from omegaconf import DictConfig
 
-from tinygpt.config.argv import command_line
+from tinygpt.config.argv import command_args, command_line
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import UserError, exit_on_user_error
-from tinygpt.inference.engine import describe_context, stream_text
-from tinygpt.inference.run import load
 
 log = logging.getLogger("tinygpt")
 
@@ -58,6 +56,9 @@ def stdin_prompt(stdin: BinaryIO) -> str:
 
 def cli(cfg: DictConfig) -> None:
     """The command, given its composed config: check, load the run, sample, print."""
+    from tinygpt.inference.engine import describe_context, stream_text  # torch: not imported for --help
+    from tinygpt.inference.run import load
+
     check_command("generate", cfg)
     prompt = stdin_prompt(sys.stdin.buffer) if cfg.prompt == "-" else cfg.prompt
     stop = cfg.stop
@@ -83,7 +84,10 @@ def cli(cfg: DictConfig) -> None:
     write_samples(texts, sys.stdout, live=live, hold=max(len(stop or "") - 1, 0))
 
 
-@command_line("generate")
+arguments = command_args("generate", ("run", "prompt", "stop"))  # the command line; these keys' text as typed
+
+
+@command_line("generate", arguments)
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

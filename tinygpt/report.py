@@ -10,11 +10,12 @@ from tinygpt.config.argv import command_line, report_args
 from tinygpt.config.commands import check_command
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
-from tinygpt.evaluation.report import write_report
 
 
 def cli(cfg: DictConfig) -> None:
     """The command, given its composed config: check it, then write report.md and loss_curves.png."""
+    from tinygpt.evaluation.report import write_report  # torch: not imported for --help
+
     check_command("report", cfg)
     out = None if cfg.out is None else Path(cfg.out)
     write_report([Path(p) for p in cfg.paths], out, cfg.logy, cfg.seeds)

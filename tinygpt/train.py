@@ -12,20 +12,24 @@ from omegaconf import DictConfig
 from tinygpt.config.argv import command_line, training_args
 from tinygpt.config.schema import conf_dir
 from tinygpt.errors import exit_on_user_error
-from tinygpt.runtime.distributed import close_world, init_world
-from tinygpt.training.launch import run_sweep_job, shared_run_dir
-from tinygpt.training.loop import train
-from tinygpt.training.resume import resumed_config
 from tinygpt.training.stopping import Interrupted, exit_on_interrupt
+from tinygpt.training.unstarted import removes_unstarted_runs
 
 log = logging.getLogger("tinygpt")
 
 
+@removes_unstarted_runs  # a failed command leaves no run directory in which training never started
 @exit_on_interrupt  # SIGINT/SIGTERM: the step finishes, ckpt.pt is written, one line says how to resume
 @command_line("train", training_args)  # --help, flat keys, config_json=FILE and typos, before Hydra
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
+    from tinygpt.runtime.distributed import close_world, init_world  # torch: not imported for --help
+    from tinygpt.training.launch import run_sweep_job, shared_run_dir
+    from tinygpt.training.loop import train
+    from tinygpt.training.resume import resumed_config
+
+    gc.freeze()  # torch's objects live until exit: out of every later collection (see below)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     typed = list(hydra_cfg.overrides.task)
@@ -55,9 +59,8 @@ if __name__ == "__main__":
     # function (joblib, submitit) can then find it by reference instead of serializing __main__.
     from tinygpt.train import main as entry
 
-    # The objects alive now (torch's, Hydra's) live until exit: leave them out of later collections (the
-    # optimizer imports torch._dynamo, ~0.2 s of collections) and, with the rest, out of the
-    # interpreter's last one at exit (~0.5 s); the OS frees them instead, and none needs finalizing.
-    gc.freeze()
+    # The objects alive once torch and Hydra are imported live until exit: main leaves them out of later
+    # collections (the optimizer imports torch._dynamo, ~0.2 s of collections) and, with the rest, out of
+    # the interpreter's last one at exit (~0.5 s); the OS frees them instead, and none needs finalizing.
     entry()
     gc.freeze()

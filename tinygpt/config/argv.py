@@ -7,29 +7,29 @@ out of habit, made to work or answered in one line.
   to type instead; Hydra's own flags (``--cfg``, ``-m``, ``--help``, ...) pass.
 - ``+key=value`` adds a key nothing reads: refused ("did you mean key=value?").
 - A key the config does not have is refused with the nearest keys and group options, instead of
-  Hydra's advice to add it with ``+`` (which would then train, silently, without it).
+  Hydra's advice to add it with ``+`` (which would then train, silently, without it): typos.py.
+- generate, eval and export: free text (``prompt=It's me``, ``prompt=The `` with its trailing space,
+  a path with a comma) reaches the command exactly as typed, quoted for Hydra here; a value typed
+  bare (``generate runs/...``) is answered with the key to give it.
 """
 
-import difflib
 import functools
+import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
-from hydra.errors import HydraException
-from hydra.types import RunMode
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
+from tinygpt.config.commands import SCHEMAS
 from tinygpt.config.help import help_text
 from tinygpt.config.jsonconfig import (
     FLAT_GROUPS,
     FLAT_VALUES,
-    config_loader,
     group_options,
     splice_json_config,
 )
-from tinygpt.config.overrides import flat_items, hydra_value, override_key
+from tinygpt.config.overrides import hydra_text, hydra_value, override_key, parse_override
+from tinygpt.config.typos import check_keys, plus_refused
 from tinygpt.errors import UserError, exit_on_user_error
 
 # Hydra's own command-line flags, and those that take a value.
@@ -140,14 +140,16 @@ def translate_argv(args: list[str]) -> list[str]:
     return out
 
 
-def refuse_flag(flag: str, following: str | None) -> None:
+def refuse_flag(flag: str, following: str | None, translated: bool = True) -> None:
+    """Refuse ``--key value`` with the ``key=value`` to type (quoted for the shell where it must be;
+    ``translated``: with what a training flat key sets)."""
     name, _, value = flag.lstrip("-").partition("=")
     value = value or (following if following and not following.startswith("-") else "VALUE")
-    typed = translate(f"{name}={value}")
+    typed = translate(f"{name}={value}") if translated else [f"{name}={value}"]
     meaning = f" (that is {' '.join(typed)})" if typed != [f"{name}={value}"] else ""
     raise UserError(
         f"{flag} is an argparse-style option; TinyGPT takes key=value overrides (Hydra): type "
-        f"{name}={value}{meaning}"
+        f"{shlex.quote(f'{name}={value}')}{meaning}"
     )
 
 
@@ -157,10 +159,7 @@ def translate(arg: str) -> list[str]:
         return [arg]
     key, value = arg.split("=", 1)
     if key.startswith("+") and not key.lstrip("+").startswith("hydra"):
-        raise UserError(
-            f"{arg} adds a key, but TinyGPT reads only the keys its config defines; did you mean "
-            f"{key.lstrip('+')}={value}? (python -m tinygpt.train --cfg job lists them)"
-        )
+        raise UserError(plus_refused(key.lstrip("+"), value))
     if key == "data_path":
         return ["data=text", f"data.path={value}"]
     if key in FLAT_VALUES:
@@ -172,38 +171,61 @@ def translate(arg: str) -> list[str]:
     return [arg]
 
 
-def check_keys(overrides: list[str], config: str = "train") -> None:
-    """Compose the overrides as the run will; a key the config lacks is refused with suggestions."""
-    plain = [o for o in overrides if "=" in o and not o.startswith("-")]
-    try:
-        config_loader().load_configuration(config, plain, RunMode.RUN, from_shell=False)
-    except HydraException as exc:
-        cause = exc.__cause__
-        if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not cause.full_key:
-            return  # another problem: Hydra reports it itself, with its own words
-        choices = [o for o in plain if "." not in override_key(o)]  # data=shards: suggest its keys
-        raise UserError(f"unknown key {cause.full_key}; {suggest(cause.full_key, config, choices)}") from exc
+def command_args(command: str, literal: tuple[str, ...]) -> Callable[[list[str]], list[str]]:
+    """The command line of a command with no training config (generate, eval, export): argparse habits
+    and positional values refused with the key=value form, the free-text keys ``literal`` (a prompt, a
+    path) passed to Hydra exactly as typed, ``+key`` and unknown keys refused with the nearest ones."""
+
+    def prepare(args: list[str]) -> list[str]:
+        out, i = [], 0
+        while i < len(args):
+            if args[i] in TAKES_VALUE:  # --cfg job
+                out += args[i : i + 2]
+                i += 2
+                continue
+            out.append(one_arg(args[i], args[i + 1] if i + 1 < len(args) else None, command, literal))
+            i += 1
+        check_keys(out, command)
+        return out
+
+    return prepare
 
 
-def suggest(key: str, config: str = "train", choices: list[str] | None = None) -> str:
-    """The nearest keys of the config (with the group ``choices`` typed, e.g. ``data=shards``) and of
-    the group options, as the sentence to show."""
-    try:
-        cfg = config_loader().load_configuration(config, choices or [], RunMode.RUN, from_shell=False)
-    except HydraException:
-        cfg = config_loader().load_configuration(config, [], RunMode.RUN, from_shell=False)
-    keys = [
-        k
-        for k in flat_items(OmegaConf.to_container(cfg, resolve=False))
-        if not k.startswith("hydra") and not k.endswith(("_target_", "_partial_"))
-    ]
-    groups = ("model", "model/norm", "model/pos", "model/mlp", "optim", "schedule", "data")
-    names = (
-        keys + [f"{g}={o}" for g in groups for o in group_options(g)] + list(FLAT_VALUES) + list(FLAT_GROUPS)
-    )
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-    tail = key.rsplit(".", 1)[-1]
-    close += [k for k in keys if k.rsplit(".", 1)[-1] == tail and k not in close][:2]
-    if not close:
-        return f"python -m tinygpt.{config} --cfg job lists every key"
-    return "did you mean " + " or ".join(close) + "?"
+def one_arg(arg: str, following: str | None, command: str, literal: tuple[str, ...]) -> str:
+    """One word of the command line as Hydra should read it, or refused in one line."""
+    habit = arg in ("--run", "-r") and "run" in literal and following and "=" not in following  # --run DIR
+    if arg.startswith("-") and (habit or arg.split("=", 1)[0] not in HYDRA_FLAGS):
+        refuse_flag(arg, following, translated=False)
+    if arg.startswith("-"):
+        return arg
+    key, eq, value = arg.partition("=")
+    if not eq:
+        hint = f"did you mean {shlex.quote('run=' + arg)}? " if "run" in literal else ""
+        raise UserError(
+            f"{arg!r} has no key: {command} takes key=value settings; {hint}"
+            f"(python -m tinygpt.{command} --help lists them)"
+        )
+    if key.startswith("+") and not key.lstrip("+").startswith("hydra"):
+        raise UserError(plus_refused(key.lstrip("+"), value, command))
+    if key in literal:
+        return f"{key}={literal_value(value, nullable=key in optional_keys(command))}"
+    return arg
+
+
+def optional_keys(command: str) -> set[str]:
+    """The keys of ``command`` whose default is null (``stop``, ``out``): ``key=null`` keeps meaning none."""
+    return {f.name for f in fields(SCHEMAS[command]) if f.default is None}
+
+
+def literal_value(typed: str, nullable: bool = False) -> str:
+    """Text typed after ``key=`` as a Hydra value that reads back exactly that text: commas, quotes,
+    ``!``, non-ASCII letters, a trailing space, ``${``, ``42``; ``null`` stays null where ``nullable``,
+    and a value wholly in quotes (``'prompt="Hello, world!"'``, the form Hydra needed) is the text inside
+    them."""
+    if typed == "null" and nullable:
+        return typed
+    if len(typed) >= 2 and typed[0] == typed[-1] and typed[0] in "'\"":
+        parsed = parse_override(f"k={typed}")
+        if parsed is not None and isinstance(parsed.value(), str):
+            typed = parsed.value()
+    return hydra_text(typed)

@@ -166,6 +166,40 @@ for _name, _schema in SCHEMAS.items():
     if _name != "train":  # schema.py registers train_schema
         ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
 
+# Three examples of each command, as its --help shows them.
+EXAMPLES = {
+    "train": [
+        "python -m tinygpt.train max_steps=200 hydra.run.dir=out/my_model",
+        "python -m tinygpt.train model=llama optim=lion optim.lr=3e-4",
+        "python -m tinygpt.train -m optim=adamw,lion seed=1,2    # a sweep: 4 runs under multirun/",
+    ],
+    "generate": [
+        'python -m tinygpt.generate run=out/my_model prompt="Hello, world!"',
+        "python -m tinygpt.generate run=out/my_model prompt=ROMEO: temperature=0.8 top_p=0.9 seed=7",
+        'echo "To be" | python -m tinygpt.generate run=out/my_model prompt=- num_samples=3',
+    ],
+    "eval": [
+        "python -m tinygpt.eval run=out/my_model",
+        "python -m tinygpt.eval run=out/my_model text=held_out.txt",
+        "python -m tinygpt.eval run=out/my_model ckpt=best split=train out=eval.json",
+    ],
+    "export": [
+        "python -m tinygpt.export run=out/my_model out=hf/my_model",
+        "python -m tinygpt.export run=out/my_model out=hf/my_model_ema ema=true",
+        "python -m tinygpt.export run=out/my_model out=hf/best ckpt=best",
+    ],
+    "report": [
+        "python -m tinygpt.report multirun/2026-12-02/10-00-00",
+        "python -m tinygpt.report runs/a runs/b out=compare",
+        "python -m tinygpt.report multirun/2026-12-02/10-00-00 seeds=true logy=true",
+    ],
+    "bench": [
+        "python -m tinygpt.bench",
+        "python -m tinygpt.bench steps=50 model=llama precision=bf16 device=cuda",
+        "python -m tinygpt.bench compile=true json=bench.json",
+    ],
+}
+
 # The first line of each command's --help (and of its section in docs/keys.md).
 USAGE = {
     "train": "python -m tinygpt.train [key=value ...] [group=option ...]: train a model; each run writes "

@@ -4,7 +4,7 @@ declarations the checks read (tinygpt/config/commands.py, schema.py)."""
 from dataclasses import fields
 from pathlib import Path
 
-from tinygpt.config.commands import SCHEMAS, USAGE
+from tinygpt.config.commands import EXAMPLES, SCHEMAS, USAGE
 from tinygpt.config.components import config_groups
 from tinygpt.config.keys import rows
 from tinygpt.config.schema import TrainSchema, conf_dir
@@ -50,5 +50,6 @@ def help_text(command: str, schema: type | None = None) -> str:
     lines += key_lines(table)
     extra = notes(command)
     lines += ["", *extra] if extra else []
+    lines += ["", "Examples:", "", *(f"  {example}" for example in EXAMPLES[command])]
     lines += ["", f"Every key: docs/keys.md. Hydra's own flags: python -m tinygpt.{command} --hydra-help"]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ The file is data (``tinygpt.config.untrusted``): an interpolation ``${...}`` any
 is a ``_target_`` anywhere but on a config group's node (where it only picks the option).
 """
 
+import difflib
 import functools
 import json
 from pathlib import Path
@@ -30,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from tinygpt.config.overrides import hydra_value, override_key, parse_override
+from tinygpt.config.overrides import flat_items, hydra_value, override_key, parse_override
 from tinygpt.config.records import upgrade
 from tinygpt.config.schema import conf_dir
 from tinygpt.config.untrusted import check_data, nodes
@@ -214,9 +215,23 @@ def _compose(pairs: list[tuple[str, str]], path: str | Path) -> None:
                 if _within(key, {cause.full_key}):
                     sets = "" if key == json_key else f" (it sets {key})"
                     message = f"unknown key {json_key!r}{sets}; this config has no {cause.full_key}"
+                    message += _nearest(json_key)
                     raise UserError(f"config_json={path}: {message}") from exc
         detail = f"{exc}: {cause}" if cause else str(exc)
         raise UserError(f"config_json={path}: {' '.join(detail.split())}") from exc
+
+
+def _nearest(json_key: str) -> str:
+    """``; did you mean n_layer?`` for a key beside the JSON's (same node: a flat key or top-level
+    key for a top-level one, ``model.n_layer`` for ``model.n_layers``); empty if none is close."""
+    parent, _, name = json_key.rpartition(".")
+    cfg = config_loader().load_configuration("train", [], RunMode.RUN, from_shell=False)
+    keys = [k for k in flat_items(OmegaConf.to_container(cfg, resolve=False)) if not k.startswith("hydra")]
+    siblings = {k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent and k[-1] != "_"}
+    if not parent:
+        siblings |= {*FLAT_VALUES, *FLAT_GROUPS, "data_path", "amp", *(k.split(".")[0] for k in keys)}
+    close = difflib.get_close_matches(name, sorted(siblings), n=1, cutoff=0.75)
+    return f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
 
 
 @functools.cache

@@ -45,6 +45,13 @@ def hydra_value(value: Any) -> str:
     raise TypeError(f"not a JSON value: {value!r}")
 
 
+def hydra_text(text: str) -> str:
+    """``text`` as a quoted Hydra value that reads back as exactly ``text``: unlike ``hydra_value``, an
+    interpolation's ``${`` is escaped too (a prompt is text, never a reference to a key)."""
+    quoted = hydra_value(text)
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", quoted)
+
+
 def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
     """{"model.n_layer": 4, ...} for a nested config (dicts only; lists are values)."""
     if not isinstance(node, dict):

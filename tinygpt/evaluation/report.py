@@ -140,6 +140,9 @@ def load_runs(paths: list[Path]) -> list[Run]:
     return sorted(runs, key=lambda run: natural_key(run.name))
 
 
+MISSING_VALUE = object()  # a key a run's config does not have
+
+
 def is_ignored(key: str, also: tuple[str, ...] = ()) -> bool:
     return key in IGNORED_KEYS or key in also or key.startswith(IGNORED_PREFIXES)
 
@@ -154,11 +157,31 @@ def differing_overrides(runs: list[Run], also: tuple[str, ...] = ()) -> list[str
     ]
     known = [overrides for overrides in by_key if overrides is not None]
     keys = {key for overrides in known for key in overrides if not is_ignored(key, also)}
-    differing = {key for key in keys if len({overrides.get(key) for overrides in known}) > 1}
+    differing = {
+        key
+        for key in keys
+        if len({overrides.get(key) for overrides in known}) > 1 and not same_in_configs(key, runs)
+    }
     return [
         ", ".join(o for key, o in overrides.items() if key in differing) if overrides else ""
         for overrides in by_key
     ]
+
+
+def same_in_configs(key: str, runs: list[Run]) -> bool:
+    """Whether every run's resolved config holds the same value (or node) at an override's ``key``: then
+    typing it in one run and not another (``config_json=`` types every key) is no difference."""
+    values = set()
+    for run in runs:
+        if not run.config:
+            return False
+        node: Any = run.config
+        for part in key.lstrip("+~").replace("/", ".").split("."):
+            node = node.get(part, MISSING_VALUE) if isinstance(node, dict) else MISSING_VALUE
+        if node is MISSING_VALUE:  # a config that lacks the key cannot say
+            return False
+        values.add(json.dumps(node, sort_keys=True, default=str))
+    return len(values) == 1
 
 
 def format_value(value: Any) -> str:
@@ -419,6 +442,18 @@ def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
     return True
 
 
+def shown_from(path: Path, out: Path) -> str:
+    """A sweep's folder as the title of a report written to ``out`` names it: relative to ``out`` when
+    both are in the working directory (a link that works from report.md), else by its name alone (an
+    absolute temporary path means nothing to the report's reader)."""
+    path, out, cwd = path.resolve(), out.resolve(), Path.cwd().resolve()
+    if path == out:
+        return path.name
+    if path.is_relative_to(cwd) and out.is_relative_to(cwd):
+        return Path(os.path.relpath(path, out)).as_posix()
+    return path.name
+
+
 def write_report(paths: list[Path], out: Path | None = None, logy: bool = False, seeds: bool = False) -> None:
     """report.md and loss_curves.png for the runs under ``paths`` (a sweep directory, or run directories),
     written to ``out`` (default: the sweep directory; for run directories, the cwd); the table printed."""
@@ -434,7 +469,7 @@ def write_report(paths: list[Path], out: Path | None = None, logy: bool = False,
     rows = sort_rows([summarize(run, label) for run, label in zip(runs, labels, strict=True)])
     png = out / "loss_curves.png"
     plotted = plot_loss_curves(rows, png, logy)
-    title = " ".join(str(p) for p in paths)
+    title = " ".join(shown_from(p, out) for p in paths)
     markdown = report_markdown(title, rows, differs_source, png.name if plotted else None)
     print(markdown_table(rows))
     if seeds:

@@ -98,6 +98,8 @@ def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool
     with atomic_folder(out) as folder:
         hf.save_pretrained(str(folder), safe_serialization=True)
         save_tokenizer(loaded.tokenizer, folder)
+        for path in folder.iterdir():  # safetensors writes its file private (0600): make all alike
+            path.chmod(0o644)
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace a folder on every system
     return out

@@ -33,6 +33,7 @@ from tinygpt.training.rundir import locked_run_dir
 from tinygpt.training.schedule import curriculum_block_size
 from tinygpt.training.step import StepStats, train_step
 from tinygpt.training.stopping import STOP, Interrupted
+from tinygpt.training.summary import summary_line
 
 log = logging.getLogger("tinygpt")
 
@@ -70,7 +71,7 @@ def train(
     (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
     ``ckpt``: run_dir's ckpt.pt when the caller has read it already (``resumed_config``), else read here.
     """
-    run_dir = Path(run_dir)
+    run_dir, started = Path(run_dir), time.perf_counter()
     if cfg.init_from is not None:  # model config and tokenizer from a transformers folder
         cfg = with_init_from(cfg, overrides or [])
     check_train_config(cfg, world.size)
@@ -86,7 +87,7 @@ def train(
     if ckpt is not None and job.state.step == ckpt["step"]:
         log.info("nothing to do: the run already reached max_steps=%d", cfg.max_steps)
     elif world.is_main:
-        log_summary(job)
+        log_summary(job, time.perf_counter() - started)
     return {"val_loss": job.val_loss, "best_val_loss": job.state.best_val_loss, "step": job.state.step}
 
 
@@ -169,15 +170,7 @@ def job_mean(job: Job) -> Callable[[torch.Tensor], torch.Tensor]:
     return (lambda t: sum_over_ranks(t, world) / world.size) if world.distributed else (lambda t: t)
 
 
-def log_summary(job: Job) -> None:
-    """The end of a run in one line: where it is, how it did, and how to sample from it."""
-    log.info(
-        "done: %d steps in %s | val loss %.4f (best %.4f) | %.0f tok/s | sample from it: "
-        "python -m tinygpt.generate run=%s",
-        job.state.step,
-        job.run_dir,
-        job.val_loss,
-        job.state.best_val_loss,
-        job.tokens_per_s,
-        job.run_dir,
-    )
+def log_summary(job: Job, wall_s: float) -> None:
+    """The end of a run in one line: how long, how it did, where it is, and how to sample from it."""
+    step, best = job.state.step, job.state.best_val_loss
+    log.info(summary_line(step, job.run_dir, job.val_loss, best, job.tokens_per_s, wall_s))

@@ -19,9 +19,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinygpt.runtime.distributed import World, max_over_ranks
+if TYPE_CHECKING:  # torch is imported when training starts, not for --help
+    from tinygpt.runtime.distributed import World
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOPPING_LINE = b"stopping after this step, once ckpt.pt is written (a second signal changes nothing)\n"
@@ -68,11 +69,13 @@ class StopSignals:
         """The training loop starts: from now on a signal stops it at a step boundary, after a save."""
         self.armed = True
 
-    def agreed(self, world: World) -> int:
+    def agreed(self, world: "World") -> int:
         """The signal to stop on at this step boundary, the same on every rank (0: go on). Under DDP
         every rank calls this at every step: a CPU all-reduce of one number."""
         if not self.installed:
             return 0
+        from tinygpt.runtime.distributed import max_over_ranks
+
         return max_over_ranks(self.signum, world)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
