@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY, compose_train, run_cli
+from conftest import REPO, TINY, compose_train, corpus_documents, prepared_folder, run_cli
 from omegaconf import DictConfig
 
 from tinygpt.config.argv import check_keys, translate_argv
@@ -20,6 +20,7 @@ from tinygpt.config.jsonconfig import splice_json_config
 from tinygpt.config.overrides import parse_override
 from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
+from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.training.loop import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml"))
@@ -62,7 +63,12 @@ def test_an_experiment_composes_every_swept_value_and_trains_its_first(name, tmp
         for option in options[1:]:  # an option that does not exist fails here, not an hour into the sweep
             compose_train(f"experiment={name}", LOCAL_TEXT, f"{key}={option}")
     first = [f"{key}={options[0]}" for key, options in values.items()]
-    result = train(compose_train(f"experiment={name}", LOCAL_TEXT, *first, *SHORT), tmp_path)
+    data = LOCAL_TEXT
+    if compose_train(f"experiment={name}", LOCAL_TEXT).data._target_.endswith("load_shards"):
+        docs = corpus_documents()  # a prepared folder of the embedded corpus's paragraphs stands in
+        folder = prepared_folder(tmp_path / "prepared", BPETokenizer.train(docs, vocab_size=300), docs)
+        data = f"data.path={folder}"
+    result = train(compose_train(f"experiment={name}", data, *first, *SHORT), tmp_path / "run")
     assert result["step"] == 2 and math.isfinite(result["val_loss"])
 
 
