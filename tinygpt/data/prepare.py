@@ -1,0 +1,345 @@
+"""Preparing a corpus once: text files, JSONL or parquet in, a folder of token shards out
+(``python -m tinygpt.prepare``; the format is data/shards.py's).
+
+The steps: find the input files (data/sources.py), build the tokenizer (char over the whole input, BPE
+over its first ``tokenizer_sample_bytes`` bytes, or a given tokenizer.json) and write it, then encode
+the documents on ``workers`` threads (the Hugging Face encoder releases the GIL, so the threads run on
+every core) while the main thread reads ahead and hands the encoded batches, in input order, to the
+shard writer (data/shard_writer.py). Every document is preceded by the tokenizer's ``<|endoftext|>``
+id when it has one; the output does not depend on ``workers``.
+
+A folder being prepared holds ``progress.json``, rewritten atomically after each shard: the settings,
+the source files, the shards written and where in the input the next one starts. Running the same
+command again after a kill continues from there; ``meta.json`` is written last, and then the folder
+is prepared: the same command again says so, different settings are refused.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from tinygpt.data.encode import encode_pieces, is_cuttable
+from tinygpt.data.shard_writer import Encoded, ShardWriter
+from tinygpt.data.shards import META, ShardInfo, ShardMeta, read_meta, shard_dtype, write_meta
+from tinygpt.data.sources import Piece, check_readers, describe_source, find_sources, read_pieces
+from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
+from tinygpt.errors import UserError
+from tinygpt.runtime.files import remove_leftovers, write_text
+from tinygpt.runtime.progress import byte_bar
+
+log = logging.getLogger(__name__)
+
+PROGRESS = "progress.json"
+TOKENIZER = "tokenizer.json"
+LOCK = ".prepare.lock"
+BATCH_CHARS = 1 << 20  # text handed to one encoding task
+FOLDER_FIX = "use another out, or delete it to prepare it again"
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """The prepare command's keys (conf/prepare.yaml); every one but ``out`` and ``workers`` decides the
+    output, and is recorded."""
+
+    input: str
+    out: str
+    text_key: str = "text"
+    documents: str = "file"
+    tokenizer: str = "bpe"
+    vocab_size: int = 8000
+    tokenizer_sample_bytes: int = 100_000_000
+    val_tokens: int = 1_000_000
+    shard_tokens: int = 100_000_000
+    workers: int | None = None  # None: every core this process may use
+
+    def record(self) -> dict[str, Any]:
+        kept = {k: v for k, v in asdict(self).items() if k not in ("out", "workers")}
+        if self.tokenizer not in ("char", "bpe"):
+            kept["tokenizer_sha256"] = describe_source(Path(self.tokenizer).expanduser())["sha256"]
+        return kept
+
+
+def prepare(settings: PrepareSettings) -> str:
+    """Prepare ``settings.out`` (or continue preparing it); the sentence to print when done."""
+    files = find_sources(settings.input)
+    check_readers(files)
+    out = Path(settings.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out {out} is a file; point out at a folder to create ({FOLDER_FIX})")
+    given = _given_tokenizer(settings.tokenizer)
+    record, stats = settings.record(), _file_stats(files)
+    if (out / META).exists():
+        _check_same(
+            out,
+            read_meta(out).settings,
+            record,
+            [{k: s[k] for k in ("path", "bytes")} for s in read_meta(out).sources],
+            [{k: s[k] for k in ("path", "bytes")} for s in stats],
+        )
+        return f"{out} is already prepared with these settings (its meta.json lists the shards)"
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(out):
+            remove_leftovers(out)
+            meta = _run(settings, out, files, given, record, stats)
+    except UserError:
+        if created:  # nothing half-written: the folder was this run's own
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    split = {name: sum(s.tokens for s in meta.split(name)) for name in ("train", "val")}
+    return (
+        f"prepared {out}: {split['train']:,} training and {split['val']:,} validation tokens in "
+        f"{len(meta.shards)} shards; train on it with python -m tinygpt.train data=shards data.path={out}"
+    )
+
+
+def _given_tokenizer(spec: str) -> Tokenizer | None:
+    if spec in ("char", "bpe"):
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise UserError(f"tokenizer {path} is not a file; set tokenizer=char, bpe or a tokenizer.json's path")
+    return load_tokenizer(path)
+
+
+def _file_stats(files: list[Path]) -> list[dict[str, Any]]:
+    return [
+        {"path": str(f.resolve()), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files
+    ]
+
+
+def _check_same(out: Path, had: dict, wanted: dict, had_sources: list, sources: list) -> None:
+    """Refuse to continue or reuse ``out`` for other settings or other input files."""
+    changed = [f"{k}={had.get(k)!r} (now {wanted[k]!r})" for k in wanted if had.get(k) != wanted[k]]
+    if changed:
+        raise UserError(f"out {out} was prepared with other settings: {', '.join(changed)}; {FOLDER_FIX}")
+    if had_sources != sources:
+        raise UserError(
+            f"out {out} was prepared from other input files (or they changed since); {FOLDER_FIX}"
+        )
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    try:
+        with FileLock(out / LOCK, timeout=0):
+            yield
+    except Timeout as exc:
+        raise UserError(f"another prepare is writing {out}; wait for it, or use another out") from exc
+
+
+def _run(settings, out, files, given, record, stats) -> ShardMeta:
+    progress = _read_progress(out)
+    if progress is None:
+        if any(not p.name.startswith(".") for p in out.iterdir()):
+            raise UserError(f"out {out} is a folder that holds files but no prepare progress; {FOLDER_FIX}")
+        progress = {"settings": record, "sources": stats, "tokenizer_sha256": None}
+        _write_progress(out, progress)
+    _check_same(out, progress["settings"], record, progress["sources"], stats)
+    tokenizer = _tokenizer(settings, out, files, given, progress)
+    shards = _encode(settings, out, files, tokenizer, progress)
+    meta = ShardMeta(
+        folder=out,
+        tokenizer=TOKENIZER,
+        vocab_size=tokenizer.vocab_size,
+        dtype=shard_dtype(tokenizer.vocab_size).name,
+        bos_id=tokenizer.eot_id,
+        shards=tuple(shards),
+        sources=tuple(describe_source(f) for f in files),
+        settings=record,
+    )
+    write_meta(meta)
+    (out / PROGRESS).unlink()
+    return meta
+
+
+def _read_progress(out: Path) -> dict | None:
+    path = out / PROGRESS
+    if not path.exists():
+        return None
+    try:
+        progress = json.loads(path.read_text(encoding="utf-8"))
+        progress["shards"] = [ShardInfo(**s) for s in progress.get("shards", [])]
+        return progress
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"cannot read {path} ({exc}); delete {out} to prepare it again") from exc
+
+
+def _write_progress(out: Path, progress: dict) -> None:
+    shards = [asdict(s) for s in progress.get("shards", [])]
+    write_text(out / PROGRESS, json.dumps({**progress, "shards": shards}, indent=1) + "\n")
+
+
+def _tokenizer(settings: PrepareSettings, out: Path, files: list[Path], given, progress: dict) -> Tokenizer:
+    """The folder's tokenizer: read back when an earlier run wrote it, else built and written."""
+    path = out / TOKENIZER
+    if progress["tokenizer_sha256"] is not None:
+        if not path.exists() or describe_source(path)["sha256"] != progress["tokenizer_sha256"]:
+            raise UserError(f"{path} is missing or changed since the first run; {FOLDER_FIX}")
+        return load_tokenizer(path)
+    tokenizer = given or _train_tokenizer(settings, files)
+    tokenizer.save(path)
+    progress["tokenizer_sha256"] = describe_source(path)["sha256"]
+    _write_progress(out, progress)
+    return tokenizer
+
+
+def _train_tokenizer(settings: PrepareSettings, files: list[Path]) -> Tokenizer:
+    pieces = read_pieces(files, settings.text_key, settings.documents, cuttable=True)
+    if settings.tokenizer == "char":
+        log.info("building a char vocabulary over the whole input")
+        tokenizer = CharTokenizer.train(p.text for p in pieces)
+        texts = tokenizer.chars
+    else:
+        log.info(
+            "training a BPE tokenizer of %d tokens on the first %d bytes",
+            settings.vocab_size,
+            settings.tokenizer_sample_bytes,
+        )
+        texts = list(_sample(pieces, settings.tokenizer_sample_bytes))
+        tokenizer = BPETokenizer.train(texts, settings.vocab_size) if texts else None
+    if not texts:
+        raise UserError(
+            f"input {settings.input} holds no text (every document is empty); it needs text to prepare"
+        )
+    return tokenizer
+
+
+def _sample(pieces: Iterator[Piece], limit: int) -> Iterator[str]:
+    """The pieces' texts until ``limit`` UTF-8 bytes are reached (whole pieces)."""
+    taken = 0
+    for piece in pieces:
+        if taken >= limit:
+            return
+        if piece.text:
+            taken += len(piece.text.encode("utf-8"))
+            yield piece.text
+
+
+def _encode(
+    settings: PrepareSettings, out: Path, files: list[Path], tokenizer: Tokenizer, progress: dict
+) -> list[ShardInfo]:
+    """Encode every document into shards, from where ``progress`` says the input continues."""
+    piece, skip = progress.get("next_piece", 0), progress.get("next_offset", 0)
+
+    def on_shard(shards: list[ShardInfo], split: str, position: tuple[int, int]) -> None:
+        progress.update(shards=list(shards), split=split, next_piece=position[0], next_offset=position[1])
+        _write_progress(out, progress)
+        meter.log_shard(shards[-1])
+
+    dtype = shard_dtype(tokenizer.vocab_size)
+    writer = ShardWriter(
+        out,
+        (settings.val_tokens, settings.shard_tokens, dtype),
+        tokenizer.token_bytes(),
+        progress.get("shards", []),
+        progress.get("split", "val" if settings.val_tokens > 0 else "train"),
+        on_shard,
+    )
+    meter = _Meter(sum(f.stat().st_size for f in files))
+    cuttable = is_cuttable(tokenizer)
+    pieces = read_pieces(files, settings.text_key, settings.documents, cuttable)
+    last = None
+    with byte_bar("preparing", meter.total) as advance:
+        for batch in _encoded(tokenizer, _batches(pieces, piece, meter, advance), cuttable, settings.workers):
+            if skip:
+                batch, skip = batch.trimmed(skip), 0
+            writer.add(batch)
+            last = batch
+    _finish(settings, writer, last)
+    return writer.shards
+
+
+def _finish(settings: PrepareSettings, writer: ShardWriter, last: Encoded | None) -> None:
+    if writer.split == "val" and (writer.val_written or writer.shards):
+        raise UserError(
+            f"input {settings.input} holds {writer.val_written:,} tokens in documents that all start before "
+            f"val_tokens={settings.val_tokens:,}, leaving none to train on; lower val_tokens, or cut the input "
+            "into more documents (documents=blank_line or documents=line for .txt files)"
+        )
+    writer.finish(last)
+    if not writer.shards:
+        raise UserError(
+            f"input {settings.input} holds no text (every document is empty); it needs text to prepare"
+        )
+
+
+def _batches(
+    pieces: Iterator[Piece], first: int, meter: "_Meter", advance
+) -> Iterator[tuple[int, list[Piece]]]:
+    """Consecutive pieces of about BATCH_CHARS characters with the input index of their first, from
+    piece ``first`` on (the ones before it were written by an earlier run)."""
+    batch, size, start = [], 0, first
+    for index, piece in enumerate(pieces):
+        meter.read += piece.read
+        advance(piece.read)
+        if index < first:
+            continue
+        batch.append(piece)
+        size += len(piece.text)
+        if size >= BATCH_CHARS:
+            yield start, batch
+            batch, size, start = [], 0, index + 1
+    if batch:
+        yield start, batch
+
+
+def _encoded(tokenizer: Tokenizer, batches, cuttable: bool, workers: int | None) -> Iterator[Encoded]:
+    """The batches encoded on ``workers`` threads, in input order; a few run ahead of the consumer."""
+    workers = workers or len(os.sched_getaffinity(0))
+    with _serial_hf_encoding(), ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for first, batch in batches:
+            pending.append(pool.submit(encode_pieces, tokenizer, first, batch, cuttable))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@contextlib.contextmanager
+def _serial_hf_encoding() -> Iterator[None]:
+    """Each thread's encode_batch runs on that thread alone (TOKENIZERS_PARALLELISM=false): the threads
+    are the parallelism, so ``workers`` is the number of cores used."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+class _Meter:
+    """Bytes read, for the log line after each shard (rate and time left), on a terminal or not."""
+
+    def __init__(self, total: int):
+        self.total, self.read, self.start = total, 0, time.perf_counter()
+
+    def log_shard(self, shard: ShardInfo) -> None:
+        elapsed = time.perf_counter() - self.start
+        rate = self.read / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.read) / rate if rate > 0 else float("nan")
+        log.info(
+            "wrote %s (%d tokens); %.1f of %.1f MB read, %.1f MB/s, about %.0f s left",
+            shard.file,
+            shard.tokens,
+            self.read / 1e6,
+            self.total / 1e6,
+            rate / 1e6,
+            left,
+        )

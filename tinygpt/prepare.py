@@ -1,0 +1,35 @@
+"""Tokenize a corpus once into a folder of token shards that training reads without loading it:
+
+    python -m tinygpt.prepare input=books/ out=prepared/books [tokenizer=bpe] [key=value ...]
+
+The work (sources, tokenizer, shards, resuming after a kill) is tinygpt/data/prepare.py.
+"""
+
+import gc
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from tinygpt.config.argv import command_line
+from tinygpt.config.commands import check_command
+from tinygpt.config.schema import conf_dir
+from tinygpt.data.prepare import PrepareSettings, prepare
+from tinygpt.errors import exit_on_user_error
+
+
+def cli(cfg: DictConfig) -> None:
+    check_command("prepare", cfg)
+    keys = OmegaConf.to_container(cfg, resolve=True)
+    print(prepare(PrepareSettings(**{k: v for k, v in keys.items() if k != "hydra"})))
+
+
+@command_line("prepare")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="prepare")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    cli(cfg)
+
+
+if __name__ == "__main__":
+    main()
+    gc.freeze()  # as in tinygpt.generate: skip the interpreter's last collection at exit
