@@ -1,5 +1,5 @@
-"""The keys of the commands other than training (generate, eval, export, report, bench, prepare), each declared
-once with its default, type, check and meaning; registered with Hydra as each command's schema.
+"""The keys of the commands other than training (generate, eval, export, report, bench, prepare), each
+declared once with its default, type, check and meaning; registered with Hydra as each command's schema.
 
 Keys whose wrong values a user should hear about in our words (``ckpt must be one of latest, best``)
 are typed loosely (``str``, ``Any``) and carry a check; the command runs the checks before it loads

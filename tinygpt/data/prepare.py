@@ -266,8 +266,8 @@ def _finish(settings: PrepareSettings, writer: ShardWriter, last: Encoded | None
     if writer.split == "val" and (writer.val_written or writer.shards):
         raise UserError(
             f"input {settings.input} holds {writer.val_written:,} tokens in documents that all start before "
-            f"val_tokens={settings.val_tokens:,}, leaving none to train on; lower val_tokens, or cut the input "
-            "into more documents (documents=blank_line or documents=line for .txt files)"
+            f"val_tokens={settings.val_tokens:,}, leaving none to train on; lower val_tokens, or cut the "
+            "input into more documents (documents=blank_line or documents=line for .txt files)"
         )
     writer.finish(last)
     if not writer.shards:
