@@ -21,7 +21,7 @@ from tinygpt.data.shards import open_shard, read_doc_starts, read_meta
 from tinygpt.data.tokenizers import BPETokenizer, load_tokenizer
 from tinygpt.errors import UserError
 
-WORDS = "the a king queen sword rose night day love death crown river ship storm sea fire song".split()
+WORDS = "the a king queen sword rose night day love death crown river ship storm sea fire".split()  # noqa: SIM905
 EXTRA = ["héllo wörld", "emoji 🙂 here", "tabs\tand  spaces", "ROMEO: Nay, 'tis so!"]
 
 
@@ -30,7 +30,9 @@ def documents(n: int, seed: int = 0, words: int = 40) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for i in range(n):
-        lines = [" ".join(rng.choices(WORDS, k=rng.randint(3, 12))) for _ in range(rng.randint(1, words // 8 + 1))]
+        lines = [
+            " ".join(rng.choices(WORDS, k=rng.randint(3, 12))) for _ in range(rng.randint(1, words // 8 + 1))
+        ]
         docs.append("\n".join(lines + [EXTRA[i % len(EXTRA)]]))
     return docs
 
@@ -92,7 +94,10 @@ def test_a_text_file_of_paragraphs_becomes_shards_of_each_document_encoded_whole
     assert meta.dtype == "uint16" and len(meta.split("train")) > 3  # several shards of 500 tokens
     assert all(s.tokens == 500 for s in meta.split("train")[:-1])
     assert_holds(folder, docs)
-    assert meta.sources[0]["bytes"] == (tmp_path / "a.txt").stat().st_size and len(meta.sources[0]["sha256"]) == 64
+    assert (
+        meta.sources[0]["bytes"] == (tmp_path / "a.txt").stat().st_size
+        and len(meta.sources[0]["sha256"]) == 64
+    )
     assert not (folder / PROGRESS).exists()
 
 
@@ -146,23 +151,41 @@ def test_jsonl_and_parquet_with_a_given_tokenizer_hold_the_same_shards(tmp_path,
     (tmp_path / "a.jsonl").write_text("\n".join(lines[:20]) + "\n\n", encoding="utf-8")  # a blank line
     (tmp_path / "b.json").write_text("\n".join(lines[20:]) + "\n", encoding="utf-8")
     pq.write_table(pa.table({"id": list(range(30)), "body": docs}), tmp_path / "c.parquet", row_group_size=7)
-    from_jsonl = run(tmp_path, tmp_path / "*.json*", "j", text_key="body", tokenizer=str(gpt2_like), val_tokens=200)
-    from_parquet = run(tmp_path, tmp_path / "c.parquet", "p", text_key="body", tokenizer=str(gpt2_like), val_tokens=200)
+    from_jsonl = run(
+        tmp_path, tmp_path / "*.json*", "j", text_key="body", tokenizer=str(gpt2_like), val_tokens=200
+    )
+    from_parquet = run(
+        tmp_path, tmp_path / "c.parquet", "p", text_key="body", tokenizer=str(gpt2_like), val_tokens=200
+    )
     assert_holds(from_jsonl, docs)
     assert (from_jsonl / "tokenizer.json").read_bytes() == (from_parquet / "tokenizer.json").read_bytes()
-    assert load_tokenizer(from_jsonl / "tokenizer.json").fingerprint() == load_tokenizer(gpt2_like).fingerprint()
+    assert (
+        load_tokenizer(from_jsonl / "tokenizer.json").fingerprint() == load_tokenizer(gpt2_like).fingerprint()
+    )
     shards = {k: v for k, v in file_bytes(from_jsonl).items() if k.endswith((".bin", ".npy"))}
     assert shards == {k: v for k, v in file_bytes(from_parquet).items() if k.endswith((".bin", ".npy"))}
 
 
-def test_line_documents_and_validation_from_the_first_whole_documents(tmp_path):
+@pytest.mark.parametrize("past", [0, 1])
+def test_line_documents_and_validation_from_the_first_whole_documents(tmp_path, gpt2_like, past):
     docs = [" ".join(d.split()) for d in documents(80, seed=2)]  # one line each
-    (tmp_path / "a.txt").write_text("\n".join(docs[:40]) + "\n   \n\n" + "\r\n".join(docs[40:]), encoding="utf-8")
-    folder = run(tmp_path, tmp_path / "a.txt", documents="line", val_tokens=700, shard_tokens=300)
+    (tmp_path / "a.txt").write_text(
+        "\n".join(docs[:40]) + "\n   \n\n" + "\r\n".join(docs[40:]), encoding="utf-8"
+    )
+    want = expected_ids(load_tokenizer(gpt2_like), docs)
+    val_tokens = sum(map(len, want[:12])) + past  # document 12 starts at val_tokens - past
+    folder = run(
+        tmp_path,
+        tmp_path / "a.txt",
+        documents="line",
+        tokenizer=str(gpt2_like),
+        val_tokens=val_tokens,
+        shard_tokens=300,
+    )
     val, train = shard_documents(folder, "val"), shard_documents(folder, "train")
-    assert [d.tolist() for d in val + train] == expected_ids(load_tokenizer(folder / "tokenizer.json"), docs)
-    assert sum(map(len, val[:-1])) < 700 <= sum(map(len, val))  # until val_tokens is reached, whole documents
-    assert len(read_meta(folder).split("val")) == 3  # val is cut into shards too
+    assert [d.tolist() for d in val + train] == want
+    assert len(val) == 12 + past  # whole documents, until val_tokens is reached
+    assert len(read_meta(folder).split("val")) == (sum(map(len, val)) + 299) // 300  # cut into shards too
 
 
 def test_the_output_is_the_same_for_one_worker_and_two(tmp_path):
@@ -193,11 +216,11 @@ def test_a_killed_run_continues_from_its_last_shard_to_the_same_bytes(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None and not shards_recorded(out / PROGRESS):
+    while time.time() < deadline and child.poll() is None and not mid_document(out / PROGRESS):
         time.sleep(0.002)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert shards_recorded(out / PROGRESS) and not (out / "meta.json").exists(), "the run was not killed mid-way"
+    assert mid_document(out / PROGRESS) and not (out / "meta.json").exists(), "the run was not killed mid-way"
     first = (out / "val_000000.bin").stat()
     (out / ".train_000009.bin.a1b2c3.tmp").write_bytes(b"half a shard")  # what a kill mid-write leaves
     settings = dict(k.split("=", 1) for k in keys)
@@ -210,11 +233,14 @@ def test_a_killed_run_continues_from_its_last_shard_to_the_same_bytes(tmp_path):
     assert "already prepared" in prepare(PrepareSettings(input=str(path), out=str(out), **settings))
 
 
-def shards_recorded(progress: Path) -> bool:
+def mid_document(progress: Path) -> bool:
+    """Whether the progress record says a training shard ended inside a document: the next run must
+    then skip the part of it already written."""
     try:
-        return bool(json.loads(progress.read_text()).get("shards"))
+        record = json.loads(progress.read_text())
     except (OSError, ValueError):
         return False
+    return record.get("split") == "train" and record.get("next_offset", 0) > 0
 
 
 def test_the_command_line_prepares_then_says_prepared_and_refuses_other_settings(tmp_path):
@@ -229,7 +255,11 @@ def test_the_command_line_prepares_then_says_prepared_and_refuses_other_settings
     assert other.returncode != 0 and other.stderr.count("error:") == 1 and "Traceback" not in other.stderr
     assert "val_tokens=100 (now 50)" in other.stderr and "another out" in other.stderr
     bad = run_cli(f"input={tmp_path / 'missing'}", f"out={tmp_path / 'o2'}", module="tinygpt.prepare")
-    assert bad.returncode != 0 and bad.stderr.strip().startswith("error:") and "missing does not exist" in bad.stderr
+    assert (
+        bad.returncode != 0
+        and bad.stderr.strip().startswith("error:")
+        and "missing does not exist" in bad.stderr
+    )
     assert not (tmp_path / "o2").exists()
 
 
@@ -245,12 +275,30 @@ BAD_INPUTS = {
     "empty folder": (lambda d: write(d / "f" / "x.md", "text").parent, r"folder with no \.txt"),
     "unknown suffix": (lambda d: write(d / "a.csv", "x"), r"a\.csv is not a \.txt"),
     "empty": (lambda d: write(d / "e.txt", ""), "holds no text"),
-    "not json": (lambda d: write(d / "a.jsonl", '{"text": "a"}\n{"text": \n'), r"a\.jsonl:2 is not a JSON line"),
-    "no field": (lambda d: write(d / "a.jsonl", '{"text": "a"}\n{"body": "b"}\n'), r'a\.jsonl:2 has no "text" field'),
-    "not a string": (lambda d: write(d / "a.jsonl", '{"text": 3}\n'), r'a\.jsonl:1: "text" is int, not a string'),
-    "jsonl not utf-8": (lambda d: write(d / "a.jsonl", b'{"text": "a"}\n{"text": "\xff"}\n'), r"a\.jsonl:2 is not valid UTF-8"),
-    "txt not utf-8": (lambda d: write(d / "a.txt", b"good text\n" * 5 + b"\xe9t\xe9"), r"a\.txt is not valid UTF-8 \(byte offset 50\)"),
-    "one document": (lambda d: write(d / "a.txt", "one long document " * 50), r"leaving none to train on; lower val_tokens"),
+    "not json": (
+        lambda d: write(d / "a.jsonl", '{"text": "a"}\n{"text": \n'),
+        r"a\.jsonl:2 is not a JSON line",
+    ),
+    "no field": (
+        lambda d: write(d / "a.jsonl", '{"text": "a"}\n{"body": "b"}\n'),
+        r'a\.jsonl:2 has no "text" field',
+    ),
+    "not a string": (
+        lambda d: write(d / "a.jsonl", '{"text": 3}\n'),
+        r'a\.jsonl:1: "text" is int, not a string',
+    ),
+    "jsonl not utf-8": (
+        lambda d: write(d / "a.jsonl", b'{"text": "a"}\n{"text": "\xff"}\n'),
+        r"a\.jsonl:2 is not valid UTF-8",
+    ),
+    "txt not utf-8": (
+        lambda d: write(d / "a.txt", b"good text\n" * 5 + b"\xe9t\xe9"),
+        r"a\.txt is not valid UTF-8 \(byte offset 50\)",
+    ),
+    "one document": (
+        lambda d: write(d / "a.txt", "one long document " * 50),
+        r"leaving none to train on; lower val_tokens",
+    ),
 }
 
 
