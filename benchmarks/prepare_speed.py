@@ -17,7 +17,9 @@ to the first N cores (``os.sched_setaffinity``, ``RAYON_NUM_THREADS=N``):
 
 Both for ``documents=file`` (the file as one document, read in 1 MiB pieces) and ``documents=blank_line``
 (every paragraph a document: tiny-shakespeare's speeches, ~200 bytes each, the per-document worst
-case). Prints a Markdown table: the best of ``--repeats`` runs in MB/s, and prepare's share of bare.
+case). Prints a Markdown table: the best of ``--repeats`` runs in MB/s, prepare's rate as a share of
+bare's, and the CPU seconds of each (all threads, timed part only): on a shared machine, where wall
+times swing with the neighbours' load, CPU time says more steadily what prepare adds.
 """
 
 import argparse
@@ -53,8 +55,8 @@ def make_tokenizer(path: Path, vocab_size: int, folder: Path) -> Path:
     return out
 
 
-def bare(path: Path, tokenizer: Path, documents: str) -> float:
-    """Seconds of encode_batch_fast over the text, cut and batched as prepare cuts it."""
+def bare(path: Path, tokenizer: Path, documents: str) -> tuple[float, float]:
+    """Wall and CPU seconds of encode_batch_fast over the text, cut and batched as prepare cuts it."""
     from tinygpt.data.prepare import BATCH_CHARS
     from tinygpt.data.sources import read_pieces
     from tinygpt.data.tokenizers import BPETokenizer, load_tokenizer, split_text
@@ -69,14 +71,14 @@ def bare(path: Path, tokenizer: Path, documents: str) -> float:
             batches.append(batch)
             batch, size = [], 0
     batches.append(batch)
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for batch in batches:
         hf.encode_batch_fast(batch, add_special_tokens=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def prepared(path: Path, tokenizer: Path, documents: str, cores: int) -> float:
-    """Seconds of prepare, end to end, into a fresh folder."""
+def prepared(path: Path, tokenizer: Path, documents: str, cores: int) -> tuple[float, float]:
+    """Wall and CPU seconds of prepare, end to end, into a fresh folder."""
     from tinygpt.data.prepare import PrepareSettings, prepare
 
     with tempfile.TemporaryDirectory(dir=path.parent) as out:
@@ -88,27 +90,29 @@ def prepared(path: Path, tokenizer: Path, documents: str, cores: int) -> float:
             val_tokens=0 if documents == "file" else 1_000_000,  # one document: no validation
             workers=cores,
         )
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         prepare(settings)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure(kind: str, path: Path, tokenizer: Path, documents: str, cores: int) -> float:
-    """Run one measurement in a fresh process on the first ``cores`` cores; its seconds."""
+def measure(kind: str, path: Path, tokenizer: Path, documents: str, cores: int) -> tuple[float, float]:
+    """Run one measurement in a fresh process on the first ``cores`` cores; its wall and CPU seconds
+    (CPU: every thread of the process, during the timed part only)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAYON_NUM_THREADS": str(cores), "OMP_NUM_THREADS": "1"}
     env.pop("TOKENIZERS_PARALLELISM", None)
     args = [sys.executable, __file__, "--child", kind, str(path), str(tokenizer), documents, str(cores)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["cpu"]
 
 
 def child(kind: str, path: str, tokenizer: str, documents: str, cores: str) -> None:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: int(cores)]))
     if kind == "bare":
-        seconds = bare(Path(path), Path(tokenizer), documents)
+        seconds, cpu = bare(Path(path), Path(tokenizer), documents)
     else:
-        seconds = prepared(Path(path), Path(tokenizer), documents, int(cores))
-    print(json.dumps({"seconds": seconds}))
+        seconds, cpu = prepared(Path(path), Path(tokenizer), documents, int(cores))
+    print(json.dumps({"seconds": seconds, "cpu": cpu}))
 
 
 def main() -> None:
@@ -129,21 +133,28 @@ def main() -> None:
         path = make_text(args.path, args.mb, Path(tmp))
         tokenizer = make_tokenizer(path, args.vocab_size, Path(tmp))
         megabytes = path.stat().st_size / 1e6
-        print(f"{megabytes:.1f} MB of text, BPE {args.vocab_size}; best of {args.repeats}, MB/s\n")
-        print("| documents | cores | bare encode_batch | prepare | prepare / bare |")
-        print("|---|---|---|---|---|")
+        print(f"{megabytes:.1f} MB of text, BPE {args.vocab_size}; best of {args.repeats}\n")
+        print("| documents | cores | bare MB/s | prepare MB/s | prepare / bare | CPU s: bare / prep |")
+        print("|---|---|---|---|---|---|")
         for documents in ("file", "blank_line"):
             for cores in args.cores:
-                best = {"bare": float("inf"), "prepare": float("inf")}
-                for _ in range(args.repeats):  # alternated, so a busy moment of a shared machine hits both
-                    for kind in best:
-                        best[kind] = min(best[kind], measure(kind, path, tokenizer, documents, cores))
-                ratio = best["bare"] / best["prepare"]
-                rates = {kind: megabytes / seconds for kind, seconds in best.items()}
-                print(
-                    f"| {documents} | {cores} | {rates['bare']:.2f} | {rates['prepare']:.2f} | {ratio:.0%} |",
-                    flush=True,
-                )
+                row(path, tokenizer, documents, cores, args.repeats, megabytes)
+
+
+def row(path: Path, tokenizer: Path, documents: str, cores: int, repeats: int, megabytes: float) -> None:
+    """One table row: the best wall time of each side (alternated, so a busy moment of a shared
+    machine hits both), and the least CPU time, which a busy machine disturbs less."""
+    best = {"bare": (float("inf"), float("inf")), "prepare": (float("inf"), float("inf"))}
+    for _ in range(repeats):
+        for kind in best:
+            wall, cpu = measure(kind, path, tokenizer, documents, cores)
+            best[kind] = (min(best[kind][0], wall), min(best[kind][1], cpu))
+    (bare_wall, bare_cpu), (prep_wall, prep_cpu) = best["bare"], best["prepare"]
+    print(
+        f"| {documents} | {cores} | {megabytes / bare_wall:.2f} | {megabytes / prep_wall:.2f} | "
+        f"{bare_wall / prep_wall:.0%} | {bare_cpu:.1f} / {prep_cpu:.1f} ({bare_cpu / prep_cpu:.0%}) |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -101,6 +101,16 @@ def test_a_text_file_of_paragraphs_becomes_shards_of_each_document_encoded_whole
     assert not (folder / PROGRESS).exists()
 
 
+def test_a_long_document_read_in_blocks_and_encoded_in_pieces_has_the_ids_of_its_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr("tinygpt.data.sources.BLOCK_BYTES", 1000)  # many blocks, characters split across them
+    monkeypatch.setattr(BPETokenizer, "PIECE_CHARS", 200)  # and many pieces per block
+    doc = "\n".join(documents(200, seed=5)) + "\n  indented \n\n\n   spaces before the end  "
+    (tmp_path / "a.txt").write_text(doc, encoding="utf-8")
+    folder = run(tmp_path, tmp_path / "a.txt", shard_tokens=1000)
+    assert len(doc.encode()) > 20_000 and len(read_meta(folder).shards) > 5
+    assert_holds(folder, [doc])
+
+
 def test_a_shard_reads_back_as_the_llm_c_layout_with_the_ids(tmp_path):
     (tmp_path / "a.txt").write_text("one two three\n", encoding="utf-8")
     folder = run(tmp_path, tmp_path / "a.txt", tokenizer="char")

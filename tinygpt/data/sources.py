@@ -7,7 +7,7 @@ glob. A file's kind is chosen by its suffix:
 - ``.txt``: ``documents=file`` makes the whole file one document; ``blank_line`` one document per
   paragraph (lines up to a blank or whitespace-only line; the paragraph's lines joined by their own
   line endings, the last one dropped); ``line`` one document per line holding more than whitespace
-  (its line ending dropped).
+  (its line ending dropped). Line endings are ``\\n`` or ``\\r\\n``.
 - ``.jsonl`` / ``.json``: one JSON object per line, the document in its ``text_key`` field (a
   string); blank lines are skipped.
 - ``.parquet``: the ``text_key`` column (strings), one document per row. Needs pyarrow.
@@ -108,37 +108,48 @@ def _text_pieces(path: Path, documents: str, cuttable: bool) -> Iterator[Piece]:
     if documents == "file":
         yield from _file_document(path, cuttable)
         return
-    with open(path, "rb") as f:
-        lines = (_decoded_line(path, number, raw) for number, raw in enumerate(f, 1))
-        if documents == "line":
-            for text, size in lines:
-                text = text.rstrip("\r\n")
-                if text.strip():
-                    yield Piece(text, True, size)
+    paragraph: list[str] = []  # blank_line: the lines of the paragraph being read
+    unread = 0  # bytes read that no piece has reported yet
+    for _, lines, read in _line_blocks(path):
+        unread += read
+        for line in lines:
+            if line and not line.isspace():
+                if documents == "line":
+                    yield Piece(line.removesuffix("\r"), True, unread)
+                    unread = 0
                 else:
-                    yield Piece("", False, size)
-            return
-        paragraph, read = "", 0
-        for text, size in lines:
-            read += size
-            if text.strip():
-                paragraph += text
+                    paragraph.append(line)
             elif paragraph:
-                yield Piece(_without_line_ending(paragraph), True, read)
-                paragraph, read = "", 0
-        if paragraph or read:
-            yield Piece(_without_line_ending(paragraph), bool(paragraph), read)
+                yield Piece("\n".join(paragraph).removesuffix("\r"), True, unread)
+                paragraph, unread = [], 0
+    if paragraph or unread:
+        yield Piece("\n".join(paragraph).removesuffix("\r"), bool(paragraph), unread)
 
 
-def _without_line_ending(text: str) -> str:
-    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
-
-
-def _decoded_line(path: Path, number: int, raw: bytes) -> tuple[str, int]:
-    try:
-        return raw.decode("utf-8"), len(raw)
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(f"{path}:{number}", f"byte {exc.start + 1} of the line") from exc
+def _line_blocks(path: Path) -> Iterator[tuple[int, list[str], int]]:
+    """The file's lines, without their ``\\n``, a block at a time: (the first one's number, the lines,
+    bytes read). Decoded per block, not per line: a corpus of short lines is read at block speed."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest, number, offset, newlines = "", 1, 0, 0  # bytes and line ends before the block
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK_BYTES):
+            pending = decoder.getstate()[0]  # bytes of a character split across blocks
+            try:
+                text = rest + decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line = newlines + (pending + block)[: exc.start].count(b"\n") + 1
+                raise _not_utf8(f"{path}:{line}", f"byte offset {offset - len(pending) + exc.start}") from exc
+            offset, newlines = offset + len(block), newlines + block.count(b"\n")
+            lines = text.split("\n")
+            rest = lines.pop()  # the start of a line that goes on in the next block
+            yield number, lines, len(block)
+            number += len(lines)
+    if decoder.getstate()[0]:
+        raise _not_utf8(
+            f"{path}:{number}", f"byte offset {offset - len(decoder.getstate()[0])}: it ends mid-character"
+        )
+    if rest:
+        yield number, [rest], 0
 
 
 def _file_document(path: Path, cuttable: bool) -> Iterator[Piece]:
@@ -170,11 +181,11 @@ def _file_document(path: Path, cuttable: bool) -> Iterator[Piece]:
 
 
 def _jsonl_pieces(path: Path, text_key: str) -> Iterator[Piece]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            line, size = _decoded_line(path, number, raw)
-            if not line.strip():
-                yield Piece("", False, size)
+    unread = 0
+    for first, lines, read in _line_blocks(path):
+        unread += read
+        for number, line in enumerate(lines, first):
+            if not line or line.isspace():
                 continue
             try:
                 record = json.loads(line)
@@ -183,7 +194,10 @@ def _jsonl_pieces(path: Path, text_key: str) -> Iterator[Piece]:
                     f"{path}:{number} is not a JSON line ({exc}); JSONL holds one object per line"
                 ) from exc
             text = _field(record, text_key, f"{path}:{number}", "text_key")
-            yield Piece(text, bool(text), size)
+            yield Piece(text, bool(text), unread)
+            unread = 0
+    if unread:
+        yield Piece("", False, unread)
 
 
 def _field(record: Any, text_key: str, where: str, key: str) -> str:
