@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,18 @@ def test_a_folder_of_files_each_one_document_char_tokenizer_without_document_tok
     in_order = [docs[1], docs[0], docs[2], docs[3], docs[4]]  # a.txt, b.txt, sub/c.txt, sub/d.txt, z.txt
     assert_holds(folder, in_order, n_val=1)
     assert [Path(s["path"]).name for s in meta.sources] == ["a.txt", "b.txt", "c.txt", "d.txt", "z.txt"]
+
+
+def test_out_inside_the_input_folder_is_not_read_as_input(tmp_path):
+    docs = documents(4)
+    for i, doc in enumerate(docs):
+        write(tmp_path / "books" / f"{i}.txt", doc)
+    folder = run(tmp_path, tmp_path / "books", "books/prepared", tokenizer="char")  # writes .json files there
+    assert_holds(folder, docs)
+    again = PrepareSettings(
+        input=str(tmp_path / "books"), out=str(folder), tokenizer="char", shard_tokens=500
+    )
+    assert "already prepared" in prepare(replace(again, val_tokens=0, vocab_size=1234))  # bpe's key: unused
 
 
 def test_more_than_65536_characters_make_uint32_shards(tmp_path):

@@ -8,14 +8,12 @@ every core) while the main thread reads ahead and hands the encoded batches, in 
 shard writer (data/shard_writer.py). Every document is preceded by the tokenizer's ``<|endoftext|>``
 id when it has one; the output does not depend on ``workers``.
 
-A folder being prepared holds ``progress.json``, rewritten atomically after each shard: the settings,
-the source files, the shards written and where in the input the next one starts. Running the same
-command again after a kill continues from there; ``meta.json`` is written last, and then the folder
-is prepared: the same command again says so, different settings are refused.
+After each shard the progress record (data/prepared_folder.py) says where the next one starts:
+running the same command again after a kill continues from there. ``meta.json`` is written last, and
+then the folder is prepared: the same command again says so, different settings are refused.
 """
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -27,24 +25,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from tinygpt.data.encode import encode_pieces, is_cuttable
+from tinygpt.data.prepared_folder import (
+    FOLDER_FIX,
+    PROGRESS,
+    file_stats,
+    is_prepared,
+    locked,
+    start_or_continue,
+    write_progress,
+)
 from tinygpt.data.shard_writer import Encoded, ShardWriter
-from tinygpt.data.shards import META, ShardInfo, ShardMeta, read_meta, shard_dtype, write_meta
+from tinygpt.data.shards import ShardInfo, ShardMeta, shard_dtype, write_meta
 from tinygpt.data.sources import Piece, check_readers, describe_source, find_sources, read_pieces
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from tinygpt.errors import UserError
-from tinygpt.runtime.files import remove_leftovers, write_text
+from tinygpt.runtime.files import remove_leftovers
 from tinygpt.runtime.progress import byte_bar
 
 log = logging.getLogger(__name__)
 
-PROGRESS = "progress.json"
 TOKENIZER = "tokenizer.json"
-LOCK = ".prepare.lock"
 BATCH_CHARS = 1 << 20  # text handed to one encoding task
-FOLDER_FIX = "use another out, or delete it to prepare it again"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,11 @@ class PrepareSettings:
     workers: int | None = None  # None: every core this process may use
 
     def record(self) -> dict[str, Any]:
-        kept = {k: v for k, v in asdict(self).items() if k not in ("out", "workers")}
+        """The settings that decide the output, as the folder records them (BPE's only for bpe)."""
+        unused = ("out", "workers") + (
+            () if self.tokenizer == "bpe" else ("vocab_size", "tokenizer_sample_bytes")
+        )
+        kept = {k: v for k, v in asdict(self).items() if k not in unused}
         if self.tokenizer not in ("char", "bpe"):
             kept["tokenizer_sha256"] = describe_source(Path(self.tokenizer).expanduser())["sha256"]
         return kept
@@ -72,26 +78,21 @@ class PrepareSettings:
 
 def prepare(settings: PrepareSettings) -> str:
     """Prepare ``settings.out`` (or continue preparing it); the sentence to print when done."""
-    files = find_sources(settings.input)
-    check_readers(files)
     out = Path(settings.out).expanduser()
+    files = [f for f in find_sources(settings.input) if out.resolve() not in f.resolve().parents]
+    if not files:  # out inside input: its own files are not input
+        raise UserError(f"input {settings.input} holds no input files outside out {out}")
+    check_readers(files)
     if out.exists() and not out.is_dir():
         raise UserError(f"out {out} is a file; point out at a folder to create ({FOLDER_FIX})")
     given = _given_tokenizer(settings.tokenizer)
-    record, stats = settings.record(), _file_stats(files)
-    if (out / META).exists():
-        _check_same(
-            out,
-            read_meta(out).settings,
-            record,
-            [{k: s[k] for k in ("path", "bytes")} for s in read_meta(out).sources],
-            [{k: s[k] for k in ("path", "bytes")} for s in stats],
-        )
+    record, stats = settings.record(), file_stats(files)
+    if is_prepared(out, record, stats):
         return f"{out} is already prepared with these settings (its meta.json lists the shards)"
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with _locked(out):
+        with locked(out):
             remove_leftovers(out)
             meta = _run(settings, out, files, given, record, stats)
     except UserError:
@@ -114,40 +115,8 @@ def _given_tokenizer(spec: str) -> Tokenizer | None:
     return load_tokenizer(path)
 
 
-def _file_stats(files: list[Path]) -> list[dict[str, Any]]:
-    return [
-        {"path": str(f.resolve()), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files
-    ]
-
-
-def _check_same(out: Path, had: dict, wanted: dict, had_sources: list, sources: list) -> None:
-    """Refuse to continue or reuse ``out`` for other settings or other input files."""
-    changed = [f"{k}={had.get(k)!r} (now {wanted[k]!r})" for k in wanted if had.get(k) != wanted[k]]
-    if changed:
-        raise UserError(f"out {out} was prepared with other settings: {', '.join(changed)}; {FOLDER_FIX}")
-    if had_sources != sources:
-        raise UserError(
-            f"out {out} was prepared from other input files (or they changed since); {FOLDER_FIX}"
-        )
-
-
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    try:
-        with FileLock(out / LOCK, timeout=0):
-            yield
-    except Timeout as exc:
-        raise UserError(f"another prepare is writing {out}; wait for it, or use another out") from exc
-
-
 def _run(settings, out, files, given, record, stats) -> ShardMeta:
-    progress = _read_progress(out)
-    if progress is None:
-        if any(not p.name.startswith(".") for p in out.iterdir()):
-            raise UserError(f"out {out} is a folder that holds files but no prepare progress; {FOLDER_FIX}")
-        progress = {"settings": record, "sources": stats, "tokenizer_sha256": None}
-        _write_progress(out, progress)
-    _check_same(out, progress["settings"], record, progress["sources"], stats)
+    progress = start_or_continue(out, record, stats)
     tokenizer = _tokenizer(settings, out, files, given, progress)
     shards = _encode(settings, out, files, tokenizer, progress)
     meta = ShardMeta(
@@ -165,23 +134,6 @@ def _run(settings, out, files, given, record, stats) -> ShardMeta:
     return meta
 
 
-def _read_progress(out: Path) -> dict | None:
-    path = out / PROGRESS
-    if not path.exists():
-        return None
-    try:
-        progress = json.loads(path.read_text(encoding="utf-8"))
-        progress["shards"] = [ShardInfo(**s) for s in progress.get("shards", [])]
-        return progress
-    except (OSError, ValueError, TypeError) as exc:
-        raise UserError(f"cannot read {path} ({exc}); delete {out} to prepare it again") from exc
-
-
-def _write_progress(out: Path, progress: dict) -> None:
-    shards = [asdict(s) for s in progress.get("shards", [])]
-    write_text(out / PROGRESS, json.dumps({**progress, "shards": shards}, indent=1) + "\n")
-
-
 def _tokenizer(settings: PrepareSettings, out: Path, files: list[Path], given, progress: dict) -> Tokenizer:
     """The folder's tokenizer: read back when an earlier run wrote it, else built and written."""
     path = out / TOKENIZER
@@ -192,7 +144,7 @@ def _tokenizer(settings: PrepareSettings, out: Path, files: list[Path], given, p
     tokenizer = given or _train_tokenizer(settings, files)
     tokenizer.save(path)
     progress["tokenizer_sha256"] = describe_source(path)["sha256"]
-    _write_progress(out, progress)
+    write_progress(out, progress)
     return tokenizer
 
 
@@ -236,7 +188,7 @@ def _encode(
 
     def on_shard(shards: list[ShardInfo], split: str, position: tuple[int, int]) -> None:
         progress.update(shards=list(shards), split=split, next_piece=position[0], next_offset=position[1])
-        _write_progress(out, progress)
+        write_progress(out, progress)
         meter.log_shard(shards[-1])
 
     dtype = shard_dtype(tokenizer.vocab_size)
