@@ -235,7 +235,7 @@ def _batches(
     piece ``first`` on (the ones before it were written by an earlier run)."""
     batch, size, start = [], 0, first
     for index, piece in enumerate(pieces):
-        meter.read += piece.read
+        meter.advance(piece.read, skipped=index < first)
         advance(piece.read)
         if index < first:
             continue
@@ -277,21 +277,26 @@ def _serial_hf_encoding() -> Iterator[None]:
 
 
 class _Meter:
-    """Bytes read, for the log line after each shard (rate and time left), on a terminal or not."""
+    """Bytes read, for a log line after each shard and every LOG_SECONDS (rate and time left), whether
+    on a terminal or not; bytes an earlier run already wrote are skipped, not counted in the rate."""
+
+    LOG_SECONDS = 60.0
 
     def __init__(self, total: int):
-        self.total, self.read, self.start = total, 0, time.perf_counter()
+        self.total, self.read, self.skipped = total, 0, 0
+        self.start = self.logged = time.perf_counter()
+
+    def advance(self, n_bytes: int, skipped: bool) -> None:
+        self.read += n_bytes
+        self.skipped += n_bytes if skipped else 0
+        if time.perf_counter() - self.logged > self.LOG_SECONDS:
+            log.info("%s", self.status())
+
+    def status(self) -> str:
+        self.logged = time.perf_counter()
+        rate = (self.read - self.skipped) / max(self.logged - self.start, 1e-9)
+        left = f"about {(self.total - self.read) / rate:.0f} s left" if rate > 0 else "time left unknown"
+        return f"{self.read / 1e6:.1f} of {self.total / 1e6:.1f} MB read, {rate / 1e6:.1f} MB/s, {left}"
 
     def log_shard(self, shard: ShardInfo) -> None:
-        elapsed = time.perf_counter() - self.start
-        rate = self.read / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.read) / rate if rate > 0 else float("nan")
-        log.info(
-            "wrote %s (%d tokens); %.1f of %.1f MB read, %.1f MB/s, about %.0f s left",
-            shard.file,
-            shard.tokens,
-            self.read / 1e6,
-            self.total / 1e6,
-            rate / 1e6,
-            left,
-        )
+        log.info("wrote %s (%d tokens); %s", shard.file, shard.tokens, self.status())
