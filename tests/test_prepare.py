@@ -19,6 +19,7 @@ from conftest import REPO, run_cli
 
 from tinygpt.data.prepare import PROGRESS, PrepareSettings, prepare
 from tinygpt.data.shards import open_shard, read_doc_starts, read_meta
+from tinygpt.data.sources import read_pieces
 from tinygpt.data.tokenizers import BPETokenizer, load_tokenizer
 from tinygpt.errors import UserError
 
@@ -110,6 +111,33 @@ def test_a_long_document_read_in_blocks_and_encoded_in_pieces_has_the_ids_of_its
     folder = run(tmp_path, tmp_path / "a.txt", shard_tokens=1000)
     assert len(doc.encode()) > 20_000 and len(read_meta(folder).shards) > 5
     assert_holds(folder, [doc])
+
+
+def paragraphs_line_by_line(text: str) -> list[str]:
+    """What documents=blank_line means, read line by line: runs of lines with more than whitespace,
+    each joined by its own line endings, the last one dropped."""
+    found, lines = [], []
+    for line in text.split("\n") + [""]:
+        if line.strip():
+            lines.append(line)
+        elif lines:
+            found.append("\n".join(lines).removesuffix("\r"))
+            lines = []
+    return found
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64])
+def test_blank_line_documents_are_the_paragraphs_whatever_the_block_size(tmp_path, monkeypatch, block):
+    monkeypatch.setattr("tinygpt.data.sources.BLOCK_BYTES", block)
+    rng = random.Random(block)
+    text = "".join(
+        rng.choice(["ab", "é", " ", "\t", "\n", "\n", "\r\n", "\u2028", "\n  \n"]) for _ in range(3000)
+    )
+    write(tmp_path / "a.txt", text)
+    pieces = list(read_pieces([tmp_path / "a.txt"], "text", "blank_line", cuttable=True))
+    assert [p.text for p in pieces if p.starts] == paragraphs_line_by_line(text)
+    assert all(p.starts for p in pieces if p.text)
+    assert sum(p.read for p in pieces) == len(text.encode())
 
 
 def test_a_shard_reads_back_as_the_llm_c_layout_with_the_ids(tmp_path):

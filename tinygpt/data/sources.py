@@ -21,7 +21,9 @@ untrusted: a problem is a UserError naming the file and the line, record or byte
 import codecs
 import glob
 import hashlib
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 DOCUMENT_MODES = ("file", "blank_line", "line")
 BLOCK_BYTES = 1 << 20  # .txt files are read 1 MiB at a time
 PARQUET_ROWS = 1024  # rows converted to Python strings at a time
+PARAGRAPH_BREAK = re.compile(r"\n(?:[^\S\n]*\n)+")  # a line end, then blank or whitespace-only lines
 PARQUET_NEEDED = "reading parquet needs pyarrow: pip install -e '.[parquet]'"
 
 
@@ -107,49 +110,69 @@ def read_pieces(files: list[Path], text_key: str, documents: str, cuttable: bool
 def _text_pieces(path: Path, documents: str, cuttable: bool) -> Iterator[Piece]:
     if documents == "file":
         yield from _file_document(path, cuttable)
-        return
-    paragraph: list[str] = []  # blank_line: the lines of the paragraph being read
-    unread = 0  # bytes read that no piece has reported yet
-    for _, lines, read in _line_blocks(path):
-        unread += read
-        for line in lines:
-            if line and not line.isspace():
-                if documents == "line":
+    elif documents == "blank_line":
+        yield from _paragraphs(path)
+    else:
+        unread = 0  # bytes read that no piece has reported yet
+        for _, lines, read in _line_blocks(path):
+            unread += read
+            for line in lines:
+                if line and not line.isspace():
                     yield Piece(line.removesuffix("\r"), True, unread)
                     unread = 0
-                else:
-                    paragraph.append(line)
-            elif paragraph:
-                yield Piece("\n".join(paragraph).removesuffix("\r"), True, unread)
-                paragraph, unread = [], 0
-    if paragraph or unread:
-        yield Piece("\n".join(paragraph).removesuffix("\r"), bool(paragraph), unread)
+        if unread:
+            yield Piece("", False, unread)
+
+
+def _paragraphs(path: Path) -> Iterator[Piece]:
+    """blank_line documents, found by a regular expression over each decoded block (not line by line:
+    a corpus of short paragraphs is read at block speed). What follows the last separator of a block
+    is kept, separator included, until the next block says where it ends."""
+    carry, unread, start = "\n", 0, 1  # a line end before the first line: blank lines there separate nothing
+    for text, read in itertools.chain(_decoded_blocks(path), [("\n\n", 0)]):  # the end completes the last
+        text, unread, kept = carry + text, unread + read, None
+        for match in PARAGRAPH_BREAK.finditer(text):
+            if match.start() > start:
+                yield Piece(text[start : match.start()].removesuffix("\r"), True, unread)
+                unread = 0
+            start, kept = match.end(), match.start()
+        carry = text if kept is None else text[kept:]
+        start = start if kept is None else start - kept
+    if unread:
+        yield Piece("", False, unread)
 
 
 def _line_blocks(path: Path) -> Iterator[tuple[int, list[str], int]]:
     """The file's lines, without their ``\\n``, a block at a time: (the first one's number, the lines,
     bytes read). Decoded per block, not per line: a corpus of short lines is read at block speed."""
+    rest, number = "", 1
+    for text, read in _decoded_blocks(path):
+        lines = (rest + text).split("\n")
+        rest = lines.pop()  # the start of a line that goes on in the next block
+        yield number, lines, read
+        number += len(lines)
+    if rest:
+        yield number, [rest], 0
+
+
+def _decoded_blocks(path: Path) -> Iterator[tuple[str, int]]:
+    """The file's text, a block at a time, with the bytes read; invalid UTF-8 is refused with the line
+    and byte offset."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    rest, number, offset, newlines = "", 1, 0, 0  # bytes and line ends before the block
+    offset, newlines = 0, 0  # bytes and line ends before the block
     with open(path, "rb") as f:
         while block := f.read(BLOCK_BYTES):
             pending = decoder.getstate()[0]  # bytes of a character split across blocks
             try:
-                text = rest + decoder.decode(block)
+                text = decoder.decode(block)
             except UnicodeDecodeError as exc:
                 line = newlines + (pending + block)[: exc.start].count(b"\n") + 1
                 raise _not_utf8(f"{path}:{line}", f"byte offset {offset - len(pending) + exc.start}") from exc
             offset, newlines = offset + len(block), newlines + block.count(b"\n")
-            lines = text.split("\n")
-            rest = lines.pop()  # the start of a line that goes on in the next block
-            yield number, lines, len(block)
-            number += len(lines)
+            yield text, len(block)
     if decoder.getstate()[0]:
-        raise _not_utf8(
-            f"{path}:{number}", f"byte offset {offset - len(decoder.getstate()[0])}: it ends mid-character"
-        )
-    if rest:
-        yield number, [rest], 0
+        end = offset - len(decoder.getstate()[0])
+        raise _not_utf8(f"{path}:{newlines + 1}", f"byte offset {end}: it ends mid-character")
 
 
 def _file_document(path: Path, cuttable: bool) -> Iterator[Piece]:
