@@ -14,6 +14,7 @@ then the folder is prepared: the same command again says so, different settings 
 """
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -232,18 +233,22 @@ def _batches(
     pieces: Iterator[Piece], first: int, meter: "_Meter", advance
 ) -> Iterator[tuple[int, list[Piece]]]:
     """Consecutive pieces of about BATCH_CHARS characters with the input index of their first, from
-    piece ``first`` on (the ones before it were written by an earlier run)."""
-    batch, size, start = [], 0, first
-    for index, piece in enumerate(pieces):
-        meter.advance(piece.read, skipped=index < first)
+    piece ``first`` on (the ones before it were written by an earlier run). The bar and the meter are
+    told the bytes read once per batch, not per piece."""
+    for piece in itertools.islice(pieces, first):
+        meter.advance(piece.read, skipped=True)
         advance(piece.read)
-        if index < first:
-            continue
+    batch, size, read, start = [], 0, 0, first
+    for index, piece in enumerate(pieces, first):
         batch.append(piece)
-        size += len(piece.text)
+        size, read = size + len(piece.text), read + piece.read
         if size >= BATCH_CHARS:
+            meter.advance(read, skipped=False)
+            advance(read)
             yield start, batch
-            batch, size, start = [], 0, index + 1
+            batch, size, read, start = [], 0, 0, index + 1
+    meter.advance(read, skipped=False)
+    advance(read)
     if batch:
         yield start, batch
 
