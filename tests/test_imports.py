@@ -56,7 +56,7 @@ def test_tinygpt_modules_import_each_other_without_a_cycle():
 
 
 # The package's top level: the commands a user runs (python -m tinygpt.<command>), and the shared basics.
-COMMANDS = {"train", "generate", "eval", "export", "report", "bench"}
+COMMANDS = {"train", "generate", "eval", "export", "report", "bench", "prepare"}
 BASICS = {"__init__", "errors"}
 
 

@@ -117,7 +117,10 @@ TRAINING_OVERRIDES = {  # modules that take training overrides, and how to find 
     "tinygpt.train": lambda args: args,
     "tinygpt.bench": lambda args: bench_args(args)[1],
 }
-MODULE_SHRINK = {"tinygpt.bench": ["--steps", "2", "--warmup", "1"]}
+MODULE_SHRINK = {
+    "tinygpt.bench": ["--steps", "2", "--warmup", "1"],
+    "tinygpt.prepare": ["vocab_size=400", "val_tokens=2000", "shard_tokens=5000"],
+}
 
 
 @dataclass(frozen=True)
@@ -412,7 +415,7 @@ def provide_data(checkout: Path, text: str) -> None:
     if "data=shards" in text:
         provide_shards(checkout, text)
         return
-    for value in re.findall(r"(?:data\.path|data\.val_path|data_path|(?<![\w.])text)=(\S+)", text):
+    for value in re.findall(r"(?:data\.path|data\.val_path|data_path|(?<![\w.])(?:text|input))=(\S+)", text):
         path = checkout / value.strip("'\"")
         if path.exists():
             continue
@@ -564,8 +567,8 @@ def run_line(snippet: Snippet, checkout: Path, made: dict[str, Path], in_bash: b
     text = filled(snippet.text)
     command = parse_command(text)
     provide_runs(checkout, expanded(text), made)
+    provide_outputs(checkout, snippet, made)  # first: data.path=prepared/x is what prepare writes
     provide_data(checkout, expanded(text))
-    provide_outputs(checkout, snippet, made)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(checkout)  # config_json= paths are relative to the checkout
         args, extra = shrunk(command, made["text"], in_bash)

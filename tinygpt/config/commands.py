@@ -1,5 +1,5 @@
-"""The keys of the commands other than training (generate, eval, export, report, bench), each declared
-once with its default, type, check and meaning; registered with Hydra as each command's schema.
+"""The keys of the commands other than training (generate, eval, export, report, bench, prepare), each
+declared once with its default, type, check and meaning; registered with Hydra as each command's schema.
 
 Keys whose wrong values a user should hear about in our words (``ckpt must be one of latest, best``)
 are typed loosely (``str``, ``Any``) and carry a check; the command runs the checks before it loads
@@ -30,6 +30,7 @@ from tinygpt.config.schema import DEVICES, PRECISIONS, TrainSchema
 
 CHECKPOINT_NAMES = ("latest", "best")  # tinygpt.inference.run.CHECKPOINTS maps them to files
 SPLITS = ("val", "train")  # tinygpt.evaluation.evaluate.SPLITS
+DOCUMENT_MODES = ("file", "blank_line", "line")  # tinygpt.data.sources.DOCUMENT_MODES
 RUN_DIR = "a training run's directory (its hydra.run.dir): ckpt.pt, tokenizer.json"
 CKPT = "latest (ckpt.pt) | best (ckpt_best.pt, lowest val loss)"
 DEVICE = "auto | cpu | cuda | mps"
@@ -116,6 +117,48 @@ class ExportSchema:
 
 
 @dataclass
+class PrepareSchema:
+    """``python -m tinygpt.prepare``: a corpus as a folder of token shards (tinygpt/data/prepare.py)."""
+
+    input: str = key(
+        MISSING, "a .txt / .jsonl / .json (JSON lines) / .parquet file, a folder of them, or a glob"
+    )
+    out: str = key(MISSING, "the folder to write (a killed run continues there when run again)")
+    text_key: str = key("text", "the JSONL field / parquet column holding each document's text", TEXT)
+    documents: str = key(
+        "file",
+        ".txt documents: file (each file one) | blank_line (paragraphs) | line (each line with text)",
+        one_of(DOCUMENT_MODES),
+    )
+    tokenizer: str = key(
+        "bpe", "char | bpe (trained on the input) | a tokenizer.json's path (e.g. GPT-2's)", TEXT
+    )
+    vocab_size: int = key(
+        8000,
+        "tokenizer=bpe: tokens in the vocabulary",
+        Check(lambda v: is_int(v) and v >= 257, "an integer >= 257"),
+    )
+    tokenizer_sample_bytes: int = key(
+        100_000_000, "tokenizer=bpe: trained on the input's first this-many bytes", POSITIVE
+    )
+    val_tokens: int = key(
+        1_000_000,
+        "validation: the first whole documents until they hold this many tokens; 0 = none",
+        Check(lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    )
+    shard_tokens: int = key(
+        100_000_000,
+        "tokens per shard file (FineWeb's 100M)",
+        Check(lambda v: is_int(v) and 1 <= v < 1 << 31, "a positive integer below 2**31"),
+    )
+    workers: int | None = key(
+        None,
+        "threads encoding the text; null = every core (the output is the same for any count)",
+        Check(lambda v: v is None or (is_int(v) and v >= 1), "a positive integer, or null for every core"),
+    )
+
+
+@dataclass
 class ReportSchema:
     """``python -m tinygpt.report``: report.md (one row per run) and loss_curves.png."""
 
@@ -161,6 +204,7 @@ SCHEMAS: dict[str, type] = {
     "export": ExportSchema,
     "report": ReportSchema,
     "bench": BenchSchema,
+    "prepare": PrepareSchema,
 }
 for _name, _schema in SCHEMAS.items():
     if _name != "train":  # schema.py registers train_schema
@@ -193,6 +237,11 @@ EXAMPLES = {
         "python -m tinygpt.report runs/a runs/b out=compare",
         "python -m tinygpt.report multirun/2026-12-02/10-00-00 seeds=true logy=true",
     ],
+    "prepare": [
+        "python -m tinygpt.prepare input=books/ out=prepared/books",
+        "python -m tinygpt.prepare input=plays.txt out=prepared/plays documents=blank_line tokenizer=bpe",
+        "python -m tinygpt.prepare input='dump/*.jsonl' out=prepared/dump tokenizer=gpt2/tokenizer.json",
+    ],
     "bench": [
         "python -m tinygpt.bench",
         "python -m tinygpt.bench steps=50 model=llama precision=bf16 device=cuda",
@@ -211,6 +260,8 @@ USAGE = {
     "Face transformers folder (config.json, model.safetensors, tokenizer files)",
     "report": "python -m tinygpt.report SWEEP_DIR | RUN_DIR ... [key=value ...]: summarize a sweep or "
     "several runs in report.md (one row per run) and loss_curves.png",
+    "prepare": "python -m tinygpt.prepare input=PATH out=DIR [key=value ...]: tokenize a corpus (text, "
+    "JSONL or parquet) once into a folder of token shards with its tokenizer and meta.json",
     "bench": "python -m tinygpt.bench [key=value ...]: training speed (ms/step, tokens/s, MFU, memory) on "
     "the training code path; every training key and group works here too",
 }

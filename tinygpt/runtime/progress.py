@@ -105,14 +105,28 @@ def progress_bar(total: int, start: int, enabled: bool) -> Iterator[Callable[[in
 
 @contextmanager
 def byte_bar(description: str, total_bytes: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n_bytes)`` driving a bar that disappears when the block ends (on a terminal;
-    elsewhere ``advance`` does nothing)."""
+    """Yield ``advance(n_bytes)`` driving a bar (bytes done, bytes/s, time left) that disappears when the
+    block ends (on a terminal; elsewhere ``advance`` does nothing)."""
     if not on_terminal():
         yield lambda n_bytes: None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    columns = (TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn(description),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     progress = Progress(*columns, console=console(), transient=True)
     task = progress.add_task(description, total=total_bytes)
     with _live(progress):
