@@ -13,13 +13,14 @@ short. The command then exits with 128 + the signal's number (130 for SIGINT, 14
 import functools
 import os
 import shlex
-import shutil
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+from tinygpt.training.summary import python_command, shown_path
 
 if TYPE_CHECKING:  # torch is imported when training starts, not for --help
     from tinygpt.runtime.distributed import World
@@ -114,16 +115,10 @@ def resume_command(run_dir: Path) -> str:
     """The command that resumes the run in ``run_dir`` from where the user is: this interpreter (by the
     name ``python`` when that is the one on PATH), under torchrun with this job's ranks if it ran there.
     The run's recipe is stored in its checkpoint, so nothing else needs retyping."""
-    python = sys.executable
-    on_path = shutil.which("python")
-    if on_path and os.path.realpath(on_path) == os.path.realpath(python):
-        python = "python"
-    elif not os.path.relpath(python).startswith(".."):
-        python = os.path.relpath(python)
-    launch = shlex.join([python, "-m", "tinygpt.train"])
+    python = python_command()
+    launch = f"{python} -m tinygpt.train"
     world, local = os.environ.get("WORLD_SIZE", "1"), os.environ.get("LOCAL_WORLD_SIZE")
     if int(world) > 1:  # one machine: its ranks again; several: the same torchrun options as this job's
         options = f"--standalone --nproc_per_node={local}" if world == local else "<your torchrun options>"
-        launch = f"{shlex.join([python, '-m', 'torch.distributed.run'])} {options} -m tinygpt.train"
-    where = os.path.relpath(run_dir) if not os.path.relpath(run_dir).startswith("..") else str(run_dir)
-    return f"{launch} {shlex.join([f'hydra.run.dir={where}', 'resume=true'])}"
+        launch = f"{python} -m torch.distributed.run {options} -m tinygpt.train"
+    return f"{launch} {shlex.join([f'hydra.run.dir={shown_path(run_dir)}', 'resume=true'])}"
