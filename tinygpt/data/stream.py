@@ -9,9 +9,9 @@ embedding as an out-of-range id.
 Windows are read from the shard files with one ``pread`` each rather than through the memmaps:
 gathering 64 random windows through a memmap mapped about 25 MiB more of the file into the process at
 every batch (the kernel reads ahead around each page touched), so a run's resident memory grew with
-the corpus; ``pread`` leaves the pages in the OS's cache, outside the process, and took 0.14 ms per
-64 x 129-token batch against 1.27 ms (2-core EPYC, 100M-token shards). Slices (evaluation, the
-document scan) still read through the memmaps.
+the corpus; ``pread`` leaves the pages in the OS's cache, outside the process, at the same speed (a
+64 x 129-token batch in 1.29 ms against 1.27 ms; 2-core EPYC, 100M-token shards). Slices (evaluation,
+the document scan) still read through the memmaps.
 """
 
 import os
