@@ -92,15 +92,26 @@ def test_cache_is_rebuilt_when_text_tokenizer_or_split_change(tmp_path, builds):
 # Builds shakespeare's cache, holding the lock for 2 s first, so the second process surely waits.
 CONCURRENT = textwrap.dedent(
     """
-    import hashlib, logging, sys, time
+    import hashlib, logging, os, pathlib, sys, time
     import tinygpt.data.cache as cache
     from tinygpt.data import CharTokenizer, load_text_data
 
-    def slow_build(*args, **kwargs):
-        time.sleep(2)
+    arrived = pathlib.Path(sys.argv[2]).parent / "arrived"  # one file per process that reached the lock
+    arrived.mkdir(exist_ok=True)
+
+    class CountingLock(cache.FileLock):
+        def __enter__(self):
+            (arrived / str(os.getpid())).touch()
+            return super().__enter__()
+
+    def build_once_both_arrived(*args, **kwargs):
+        deadline = time.time() + 60  # the other process waits at the lock before this one builds
+        while len(list(arrived.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.01)
         return real_build(*args, **kwargs)
 
-    real_build, cache.build_entry = cache.build_entry, slow_build
+    cache.FileLock = CountingLock
+    real_build, cache.build_entry = cache.build_entry, build_once_both_arrived
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     data = load_text_data(CharTokenizer.train, sys.argv[1], cache_dir=sys.argv[2])
     print(len(data.train), len(data.val), hashlib.sha256(data.train.tobytes()).hexdigest())
