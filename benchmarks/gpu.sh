@@ -2,7 +2,7 @@
 # Every GPU row of benchmarks/RESULTS.md in one call on one CUDA GPU, TinyGPT beside nanoGPT where RESULTS
 # compares them. From the repository root:
 #   OUT=DIR NANOGPT=DIR bash benchmarks/gpu.sh [ROW ...]
-# ROWs (default: all but recipe, in this order: the order of value, as a call cut short by BUDGET_S
+# ROWs (default: all but recipe and shards, in this order: the order of value, as a call cut short by BUDGET_S
 # loses the last ones):
 #   checks    the CUDA-graph step and update train as the eager ones; the step asks the host nothing
 #   step      training step speed, default model (4L-4H-128E, batch 64, bf16): nanoGPT train.py vs ours
@@ -12,6 +12,8 @@
 #   cli       the commands' CUDA paths run: bf16 + EMA, resume, generate (static cache or not), eval,
 #             export, fp16 + Muon + gradient checkpointing, torchrun with nccl
 #   recipe    nanoGPT's shakespeare_char recipe, 5000 steps (experiments/README.md; ~80 s more)
+#   shards    a 2B-token shard set against the embedded corpus: time to step 1, peak RSS, step time
+#             (benchmarks/shards_startup.py; writes 3.8 GB under $RUNS once)
 # Prints, and writes to $OUT/summary.md as the rows come, one Markdown section per row; every log lies
 # beside it. Run directories and checkpoints go to $RUNS (default /tmp/tinygpt-gpu-runs), not to $OUT.
 # Env: OUT (default /tmp/tinygpt-gpu); NANOGPT, a checkout of karpathy/nanoGPT (without it, its side of
@@ -29,8 +31,8 @@ ROWS=("$@"); (( ${#ROWS[@]} )) || ROWS=(checks step speedrun decode 124m cli)
 die() { echo "error: $*" >&2; exit 2; }
 
 for row in "${ROWS[@]}"; do
-  [[ " checks step speedrun decode 124m cli recipe " == *" $row "* ]] ||
-    die "no row '$row': choose among checks step speedrun decode 124m cli recipe"
+  [[ " checks step speedrun decode 124m cli recipe shards " == *" $row "* ]] ||
+    die "no row '$row': choose among checks step speedrun decode 124m cli recipe shards"
 done
 if (( ! CPU )) && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2> /dev/null; then
   die "no CUDA device here: gpu.sh measures GPU rows (CPU=1 checks the script on the CPU)"
@@ -149,6 +151,14 @@ row_decode() {
   local r; r=$(logged decode 150 "$PY" "$REPO/benchmarks/decode_speed.py" "${DECODE[@]}")
   say ""; say "## decoding at batch 1, \`benchmarks/decode_speed.py ${DECODE[*]}\` ($r)"
   grep -E '^torch|^\|' "$OUT/decode.log" | tee -a "$SUMMARY"
+}
+
+row_shards() {  # a 2B-token shard set (3.8 GB under $RUNS) against the embedded corpus: start-up, RSS, step
+  local args=(--rounds 3 --steps 30 --folder "$RUNS/shards-2b")
+  (( CPU )) && args=(--tokens 2000000 --rounds 1 --steps 6 --folder "$RUNS/shards-2m")
+  local r; r=$(logged shards 400 "$PY" "$REPO/benchmarks/shards_startup.py" "${args[@]}")
+  say ""; say "## token shards vs the embedded corpus, \`benchmarks/shards_startup.py ${args[*]}\` ($r)"
+  grep -E '^\|' "$OUT/shards.log" | tee -a "$SUMMARY"
 }
 
 row_124m() {
