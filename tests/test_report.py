@@ -282,6 +282,9 @@ def test_runs_that_differ_by_seed_are_one_mean_line_with_their_spread_in_distinc
     (low, high) = ax.collections[0].get_paths()[0].get_extents().intervaly
     assert (low, high) == pytest.approx((2.0, 2.65))  # min..max over the seeds
     assert len(ax.collections) == 2  # a band for each setting with seeds, none for the single run
+    assert (
+        3.25 < ax.get_ylim()[1] < 4.5
+    )  # the val curves (up to 3.25) fill the height; step 1's train loss is cut
     colours = [tuple(line.get_color()) for line in val_lines]
     assert len(set(colours)) == len(colours) == 3
     assert len(set(map(tuple, distinct_colours(25)))) == 25  # past tab20's twenty: a colormap's shades

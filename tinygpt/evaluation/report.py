@@ -450,8 +450,10 @@ def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = N
     groups = plot_groups(rows, settings or {})
     fig = Figure(figsize=(11, 5.5), layout="constrained")
     ax = fig.add_subplot()
+    val_highs: list[float] = []
     for (label, members), colour in zip(groups, distinct_colours(len(groups)), strict=True):
         steps, mean, low, high = seed_curve(members, "val_loss")
+        val_highs += [v for v in high if math.isfinite(v)]
         ax.plot(steps, mean, marker="o", ms=4, color=colour, label=label)
         if len(members) > 1:  # the seeds' spread
             ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
@@ -466,6 +468,9 @@ def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = N
     ax.set_title(f"val loss (markers) and train loss (thin lines){band}", fontsize="medium")
     if logy:
         ax.set_yscale("log")
+    if val_highs:  # the val curves fill the height: the first steps' train loss, far above, is cut off
+        bottom = ax.get_ylim()[0]
+        ax.set_ylim(bottom, max(val_highs) + 0.08 * (max(val_highs) - bottom))
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize="small")  # beside the axes, never over the data
     return fig
