@@ -8,10 +8,12 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c const
 .PHONY: train generate test lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
+	@echo "installing TinyGPT, torch and the other dependencies into $(VENV) (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	# compat: the checkout goes on sys.path, so a clone in a folder named tinygpt cannot shadow the package
 	$(PIP_INSTALL) --config-settings editable_mode=compat -e '.[dev,bnb,wandb,sweeps,report,hf,parquet]'
 	touch $@
+	@echo "installed into $(VENV)"
 
 train: $(VENV)/.installed
 	$(PY) -m tinygpt.train $(ARGS)

@@ -78,3 +78,16 @@ def test_bench_mistakes_are_one_line(args, message):
     proc = run_cli(*args, *TINY, module="tinygpt.bench")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error:") and message in proc.stderr
+
+
+def test_bench_says_each_phase_before_it_starts(caplog):
+    """Building, warm-up (compilation included) and timing each take a while on a real model: each is
+    announced as it begins, in order, so the command is never silent for minutes."""
+    with caplog.at_level("INFO", logger="tinygpt"):
+        main(["steps=1", "warmup=1", "peak_tflops=1", *TINY])
+    phases = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bench: ")]
+    assert phases == [
+        "bench: building the model and its data on cpu",
+        "bench: warm-up, 1 step(s)",
+        "bench: timing 1 step(s)",
+    ]

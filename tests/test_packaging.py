@@ -82,3 +82,42 @@ def test_a_clone_in_a_folder_named_tinygpt_does_not_shadow_the_package(tmp_path)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("__init__.py")
+
+
+FAKE_PYTHON = """#!/bin/sh
+# `python -m venv DIR`: DIR/bin/python, which notes in its log that pip ran
+mkdir -p "$3/bin"
+printf '#!/bin/sh\\necho "pip ran: $*"\\n' > "$3/bin/python"
+chmod +x "$3/bin/python"
+"""
+
+
+def test_make_says_what_the_install_is_doing_before_pip_runs(tmp_path):
+    """`make train` on a fresh clone spends minutes in pip --quiet: a line says so before it starts (the
+    Makefile's own recipe, run with a stand-in python so nothing is installed)."""
+    fake = tmp_path / "python3"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    venv = tmp_path / "venv"
+    proc = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(REPO),
+            f"VENV={venv}",
+            f"PYTHON={fake}",
+            f"{venv}/.installed",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("installing", "pip ran"))]
+    assert (
+        lines[0]
+        == f"installing TinyGPT, torch and the other dependencies into {venv} (a few minutes the first time)"
+    )
+    assert lines[1].startswith("pip ran: -m pip install") and len(lines) == 2
+    assert proc.stdout.splitlines()[-1] == f"installed into {venv}"

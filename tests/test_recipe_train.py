@@ -291,3 +291,25 @@ def test_compile_mode_reaches_torch_compile_and_the_wait_is_announced(tmp_path, 
         train(compose_train("compile=true", "compile_mode=reduce-overhead", "max_steps=1"), tmp_path)
     assert modes == ["reduce-overhead"]
     assert "compiling the model (mode reduce-overhead)" in caplog.text
+
+
+def test_the_first_step_and_the_final_evaluation_are_announced(tmp_path, caplog):
+    """Off a terminal: the first step's loss is logged at once (not after log_interval steps), and the
+    final evaluation says what it is doing before it runs, as does the first (its time is unknown)."""
+    args = ("max_steps=6", "log_interval=5", "eval_interval=2", "eval_iters=3")
+    with caplog.at_level("INFO", logger="tinygpt"):
+        train(compose_train(*args), tmp_path)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" |")[0] for line in lines if " | loss " in line] == [
+        "step 1/6",
+        "step 5/6",
+        "step 6/6",
+    ]
+    announced = [line for line in lines if "evaluating" in line]
+    assert (
+        announced[0] == "step 2: evaluating (3 batches)" and announced[-1] == "step 6: evaluating (3 batches)"
+    )
+    assert lines.index(announced[-1]) < next(
+        i for i, line in enumerate(lines) if line.startswith("step 6 | val_loss")
+    )
+    assert [r["step"] for r in metrics(tmp_path, "train_loss")] == [1, 5, 6]

@@ -5,12 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, TINY, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.config.argv import report_args
 from tinygpt.config.schema import conf_dir
-from tinygpt.evaluation.report import differing_settings, load_runs, loss_figure, summarize
+from tinygpt.evaluation.report import differing_settings, distinct_colours, load_runs, loss_figure, summarize
 from tinygpt.report import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -256,11 +257,37 @@ def test_the_plot_names_each_run_and_counts_steps_in_whole_numbers(tmp_path):
     make_run(tmp_path / "1", overrides=["optim=lion"], **finished(1.5))
     runs = load_runs([tmp_path])
     labels, _ = differing_settings(runs)
-    ax = loss_figure(
-        [summarize(run, label) for run, label in zip(runs, labels, strict=True)], logy=False
-    ).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0: optim=adamw", "1: optim=lion"]
+    fig = loss_figure([summarize(run, label) for run, label in zip(runs, labels, strict=True)], logy=False)
+    (ax,), (legend,) = fig.axes, fig.legends  # the legend beside the axes, not over the curves
+    assert [t.get_text() for t in legend.get_texts()] == ["0: optim=adamw", "1: optim=lion"]
     assert all(float(tick).is_integer() for tick in ax.get_xticks())
+    assert not ax.collections  # no seeds, no bands
+
+
+def test_runs_that_differ_by_seed_are_one_mean_line_with_their_spread_in_distinct_colours(tmp_path):
+    for i, (opt, seed, best) in enumerate([("lion", 1, 2.0), ("adamw", 1, 1.5), ("lion", 2, 2.4),
+                                           ("adamw", 2, 1.7), ("sgd", 1, 3.0)]):  # fmt: skip
+        make_run(tmp_path / str(i), overrides=[f"optim={opt}", f"seed={seed}"], **finished(best))
+    runs = load_runs([tmp_path])
+    labels, _ = differing_settings(runs)
+    settings, _ = differing_settings(runs, also=("seed",))
+    rows = [summarize(run, label) for run, label in zip(runs, labels, strict=True)]
+    fig = loss_figure(rows, logy=False, settings=dict(zip([r.name for r in runs], settings, strict=True)))
+    (ax,), (legend,) = fig.axes, fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["optim=lion (2 seeds)", "optim=adamw (2 seeds)", "4: optim=sgd, seed=1"]
+    val_lines = [line for line in ax.lines if line.get_marker() == "o"]
+    lion = val_lines[0].get_ydata()
+    assert list(lion) == pytest.approx([2.2, 2.45])  # the seeds' mean val loss at each step (see finished)
+    (low, high) = ax.collections[0].get_paths()[0].get_extents().intervaly
+    assert (low, high) == pytest.approx((2.0, 2.65))  # min..max over the seeds
+    assert len(ax.collections) == 2  # a band for each setting with seeds, none for the single run
+    assert (
+        3.25 < ax.get_ylim()[1] < 4.5
+    )  # the val curves (up to 3.25) fill the height; step 1's train loss is cut
+    colours = [tuple(line.get_color()) for line in val_lines]
+    assert len(set(colours)) == len(colours) == 3
+    assert len(set(map(tuple, distinct_colours(25)))) == 25  # past tab20's twenty: a colormap's shades
 
 
 def test_seeds_folds_the_runs_of_a_setting_into_mean_std_and_range(tmp_path, capsys):

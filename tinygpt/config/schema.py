@@ -74,7 +74,10 @@ class TrainSchema:
     )
     eval_iters: int = key(20, "val batches averaged per evaluation", POSITIVE)
     log_interval: int = key(
-        10, "steps between train log lines / metrics.jsonl records", POSITIVE, on_resume=CHANGEABLE
+        10,
+        "steps between train log lines / metrics.jsonl records (and step 1)",
+        POSITIVE,
+        on_resume=CHANGEABLE,
     )
     sample_interval: int = key(
         500,

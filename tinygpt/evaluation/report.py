@@ -2,7 +2,8 @@
 
 Reads every run of a Hydra multirun directory (or the given run directories) and writes two files:
 ``report.md``, one table row per run with what differs between the runs, its losses, speed, wall time
-and status, best run first; and ``loss_curves.png``, train and val loss against step for every run.
+and status, best run first; and ``loss_curves.png``, train and val loss against step: a line per run, or
+per setting where runs differ only by seed (their mean, with their min..max shaded).
 The table is printed too. Only the run directories' files are read: no torch; of Hydra, only its
 override parser (``tinygpt.config.overrides``), to tell which key each override sets.
 """
@@ -397,45 +398,88 @@ def report_markdown(title: str, rows: list[Row], differs_source: str, png_name: 
     return "\n".join(parts) + "\n"
 
 
-def loss_figure(rows: list[Row], logy: bool) -> Any:
-    """Val loss (markers) and train loss (faint lines) of every run, one colour per run."""
+def plot_groups(rows: list[Row], settings: dict[str, str]) -> list[tuple[str, list[Row]]]:
+    """The plot's lines: runs that differ only by seed (``settings``: run name -> what differs apart from
+    the seed) share one, labelled by their setting; every other run, a failed one included, has its own."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        key = settings.get(row.run.name, row.run.name) if row.status != "failed" else f"failed {row.run.name}"
+        groups.setdefault(key, []).append(row)
+    lines = []
+    for setting, members in groups.items():
+        if len(members) == 1:
+            row = members[0]
+            lines.append((f"{row.run.name}: {row.differs}" if row.differs else row.run.name, members))
+        else:
+            lines.append((f"{setting or 'all runs'} ({len(members)} seeds)", members))
+    return lines
+
+
+def seed_curve(rows: list[Row], key: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """``key`` against step over the runs ``rows``: the steps every run logged, with the mean, min and max."""
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        for record in row.run.records:
+            if record.get(key) is not None:
+                by_step.setdefault(record["step"], []).append(record[key])
+    steps = sorted(step for step, values in by_step.items() if len(values) == len(rows))
+    values = [by_step[step] for step in steps]
+    return steps, [statistics.fmean(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+
+def distinct_colours(n: int) -> list[Any]:
+    """``n`` colours that do not repeat: a qualitative palette while it has enough, else a colormap's
+    evenly spaced shades."""
+    from matplotlib import colormaps
+
+    for name in ("tab10", "tab20"):
+        palette = colormaps[name].colors
+        if n <= len(palette):
+            return list(palette[:n])
+    return [colormaps["turbo"](i / (n - 1)) for i in range(n)]
+
+
+def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = None) -> Any:
+    """Val loss (markers) and train loss (faint lines), one colour per line: a run, or the mean of the
+    runs that differ only by seed with their min..max as a band (``settings``, as in plot_groups)."""
     # Imported here so `import tinygpt.report` stays cheap; the Figure API needs no GUI backend
     # (saving a PNG goes through Agg) and keeps no global figure state.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    groups = plot_groups(rows, settings or {})
+    fig = Figure(figsize=(11, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    for row in rows:
-        train = [r for r in row.run.records if "train_loss" in r]
-        val = [r for r in row.run.records if "val_loss" in r]
-        label = f"{row.run.name}: {row.differs}" if row.differs else row.run.name  # which run, how it differs
-        (val_line,) = ax.plot(
-            [r["step"] for r in val], [r["val_loss"] for r in val], marker="o", ms=4, label=label
-        )
-        # the same colour as the run's val line, faint: train loss is noisy and would hide the val curves
-        ax.plot(
-            [r["step"] for r in train],
-            [r["train_loss"] for r in train],
-            color=val_line.get_color(),
-            lw=0.8,
-            alpha=0.35,
-        )
+    val_highs: list[float] = []
+    for (label, members), colour in zip(groups, distinct_colours(len(groups)), strict=True):
+        steps, mean, low, high = seed_curve(members, "val_loss")
+        val_highs += [v for v in high if math.isfinite(v)]
+        ax.plot(steps, mean, marker="o", ms=4, color=colour, label=label)
+        if len(members) > 1:  # the seeds' spread
+            ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0)
+        # train loss is noisy and would hide the val curves: the same colour, faint
+        steps, mean, _, _ = seed_curve(members, "train_loss")
+        ax.plot(steps, mean, color=colour, lw=0.8, alpha=0.35)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title("val loss (markers) and train loss (thin lines)")
+    seeded = any(len(members) > 1 for _, members in groups)
+    band = "; over seeds: the mean, and min..max shaded" if seeded else ""
+    ax.set_title(f"val loss (markers) and train loss (thin lines){band}", fontsize="medium")
     if logy:
         ax.set_yscale("log")
+    if val_highs:  # the val curves fill the height: the first steps' train loss, far above, is cut off
+        bottom = ax.get_ylim()[0]
+        ax.set_ylim(bottom, max(val_highs) + 0.08 * (max(val_highs) - bottom))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    fig.legend(loc="outside right upper", fontsize="small")  # beside the axes, never over the data
     return fig
 
 
-def plot_loss_curves(rows: list[Row], path: Path, logy: bool) -> bool:
+def plot_loss_curves(rows: list[Row], path: Path, logy: bool, settings: dict[str, str] | None = None) -> bool:
     """Write the loss curves to ``path``; False when matplotlib is not installed."""
     try:
-        fig = loss_figure(rows, logy)
+        fig = loss_figure(rows, logy, settings)
     except ImportError:
         return False
     fig.savefig(path, dpi=120)
@@ -467,14 +511,15 @@ def write_report(paths: list[Path], out: Path | None = None, logy: bool = False,
 
     labels, differs_source = differing_settings(runs)
     rows = sort_rows([summarize(run, label) for run, label in zip(runs, labels, strict=True)])
+    seed_settings, _ = differing_settings(runs, also=("seed",))
+    settings = {run.name: setting for run, setting in zip(runs, seed_settings, strict=True)}
     png = out / "loss_curves.png"
-    plotted = plot_loss_curves(rows, png, logy)
+    plotted = plot_loss_curves(rows, png, logy, settings)
     title = " ".join(shown_from(p, out) for p in paths)
     markdown = report_markdown(title, rows, differs_source, png.name if plotted else None)
     print(markdown_table(rows))
     if seeds:
-        settings, _ = differing_settings(runs, also=("seed",))
-        table = seed_table(rows, {run.name: setting for run, setting in zip(runs, settings, strict=True)})
+        table = seed_table(rows, settings)
         markdown += (
             f"\n## Over seeds\n\n{table}\n\n- mean ± std: the sample standard deviation over the seeds\n"
         )

@@ -61,6 +61,7 @@ class Job:
     flops_per_token: float = 0.0  # training FLOPs per token (tinygpt/training/flops.py), for MFU
     peak_flops: float | None = None  # the GPU's peak from the table; None elsewhere (no MFU logged)
     val_loss: float = math.nan  # the latest evaluation
+    eval_seconds: float | None = None  # how long the latest evaluation took (None: none yet)
     val_bytes_per_token: float | None = None  # over the whole val split: val loss -> bits per byte
     tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported

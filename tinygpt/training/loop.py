@@ -111,14 +111,15 @@ def run_loop(job: Job) -> None:
             state.step += 1
             state.tokens_seen += cfg.batch_size * block_size
 
-            if job.due(cfg.log_interval) or job.due(cfg.eval_interval) or job.due(cfg.ckpt_interval):
+            logs = job.due(cfg.log_interval) or state.step == 1  # the first step shows the run is under way
+            if logs or job.due(cfg.eval_interval) or job.due(cfg.ckpt_interval):
                 stop_if_diverged(job)
-            if job.due(cfg.log_interval):
+            if logs:
                 log_training(job, stats, lr, block_size, throughput.rate(state.tokens_seen), show_progress)
             stop = STOP.agreed(job.world)  # a signal on any rank: every rank stops after this step
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
-                    evaluate_and_keep_best(job, lr)
+                    evaluate_and_keep_best(job, lr, show_progress)
                 reached = job.due(cfg.eval_interval) and reached_target(job)
                 if job.world.is_main and cfg.sample_interval and job.due(cfg.sample_interval):
                     log_sample(job)

@@ -27,6 +27,8 @@ from tinygpt.training.step import StepStats
 
 log = logging.getLogger("tinygpt")
 
+SLOW_EVAL_S = 2.0  # an evaluation expected to take longer is announced before it starts
+
 
 def stop_if_diverged(job: Job) -> None:
     """Stop after ``max_skipped_steps`` skipped updates in a row (checked when the loop syncs anyway)."""
@@ -90,11 +92,30 @@ def log_training(
         )
 
 
-def evaluate_and_keep_best(job: Job, lr: float) -> None:
+def announce_evaluation(job: Job, show_progress: Callable[[int, str], None] | None) -> bool:
+    """Say that an evaluation is under way when it may take a while: the first (its time is not known
+    yet), the final one (which the bar, at its end, would show as ETA 0:00:00), and any whose previous
+    evaluation took over ``SLOW_EVAL_S``. Returns whether it did."""
+    seconds = job.eval_seconds
+    if not (job.last_step or seconds is None or seconds > SLOW_EVAL_S):
+        return False
+    ema = ", and the EMA's" if job.state.ema is not None else ""
+    what = f"evaluating ({job.cfg.eval_iters} batches{ema})"
+    log.info("step %d: %s", job.state.step, what, extra={STEP_LINE: show_progress is not None})
+    if show_progress is not None:  # on a terminal the bar says it, where the stats were
+        show_progress(job.state.step, what)
+    return True
+
+
+def evaluate_and_keep_best(
+    job: Job, lr: float, show_progress: Callable[[int, str], None] | None = None
+) -> None:
     """Val loss (and the EMA's) into the metrics, also in bits per byte (with the val split's mean
     bytes per token: an estimate; tinygpt.eval scores the whole split); a new best is saved as
-    ckpt_best.pt."""
+    ckpt_best.pt. An evaluation that may take a while is announced first (announce_evaluation)."""
     state = job.state
+    announced = announce_evaluation(job, show_progress)
+    started = time.perf_counter()
     job.val_loss = evaluate(job.forward, job.val_ids, job.cfg, job.device, job.world)
     record = dict(step=state.step, val_loss=job.val_loss, lr=lr, time=time.time())
     ratio = job.val_bytes_per_token
@@ -104,6 +125,9 @@ def evaluate_and_keep_best(job: Job, lr: float) -> None:
         record["ema_val_loss"] = evaluate(state.ema.module, job.val_ids, job.cfg, job.device, job.world)
         if ratio is not None:
             record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
+    job.eval_seconds = time.perf_counter() - started
+    if announced and show_progress is not None:
+        show_progress(state.step, f"val loss {job.val_loss:.4f}")
     job.logger.log(record)
     log.info("step %d | %s", state.step, " | ".join(f"{k} {v:.4f}" for k, v in record.items() if "val" in k))
     if job.val_loss < state.best_val_loss:

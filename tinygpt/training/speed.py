@@ -6,6 +6,7 @@ tokens/s, FLOPs per step (tinygpt/training/flops.py), MFU against the device's p
 compile time.
 """
 
+import logging
 import resource
 import tempfile
 import time
@@ -21,6 +22,8 @@ from tinygpt.runtime.distributed import SINGLE_PROCESS
 from tinygpt.training.flops import flops_per_token
 from tinygpt.training.job import build_job
 from tinygpt.training.loop import take_step, training_batch
+
+log = logging.getLogger("tinygpt")
 
 HEADER = (
     "| device | model | batch | precision | compile | ms/step | tokens/s | MFU | peak memory | warm-up s |"
@@ -51,6 +54,7 @@ def measure(
     cfg.sample_interval = 0
     check_train_config(cfg)
     device = pick_device(cfg.device)
+    log.info("bench: building the model and its data on %s", device)
     with tempfile.TemporaryDirectory(prefix="tinygpt-bench-") as run_dir:
         job = build_job(cfg, Path(run_dir), SINGLE_PROCESS, device, ckpt=None, vocab_size=vocab_size)
         job.logger.close()
@@ -66,11 +70,13 @@ def measure(
             take_step(job, x, y)
             state.step += 1
 
+        log.info("bench: warm-up, %d step(s)%s", warmup, " (compiling: minutes the first time)" * cfg.compile)
         start = time.perf_counter()
         for _ in range(warmup):
             step()
         synchronize(device)
         warmup_s = time.perf_counter() - start
+        log.info("bench: timing %d step(s)", steps)
         start = time.perf_counter()
         for _ in range(steps):
             step()
