@@ -29,11 +29,11 @@ from tinygpt.model import GPT
 from tinygpt.runtime.files import atomic_folder
 
 log = logging.getLogger("tinygpt")
-# Added to a char vocabulary of V characters as ids V and V+1, with zero rows in the embedding and the
-# output layer: <|endoftext|> is the bos, eos and pad token and <unk> stands for a character outside
-# the vocabulary (tools such as lm-evaluation-harness, pipeline and generate need them). The trained
-# ids keep their rows, so the characters' logits are ours; both new ids get logit 0, and
-# generation_config suppresses them, so generate picks the characters ours picks.
+# Added to a char vocabulary of V characters as ids V and V+1: <|endoftext|> is the bos, eos and pad
+# token and <unk> stands for a character outside the vocabulary (tools such as lm-evaluation-harness,
+# pipeline and generate need them). The trained ids keep their rows, so the characters' logits are
+# ours; each new id's rows are the mean of the characters' (``with_mean_rows``), and generation_config
+# suppresses them, so generate picks the characters ours picks.
 CHAR_SPECIALS = (EOT, "<unk>")
 DOC_MASK_WARNING = (
     "model.doc_mask=true: the transformers model does not mask by document; it computes the same "
@@ -42,20 +42,22 @@ DOC_MASK_WARNING = (
 )
 
 
-def with_zero_rows(state: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
-    """``state`` (ours, fp32 on CPU) with ``rows`` zero rows appended to the embedding and the output
-    layer (vocab -> vocab + rows)."""
+def with_mean_rows(state: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
+    """``state`` (ours, fp32 on CPU) with ``rows`` rows appended to the embedding and the output layer
+    (vocab -> vocab + rows), each the mean of the trained rows: as an input, the average character; as
+    an output, a logit that is the mean of the characters' logits, so each new id gets at most 1/vocab
+    of the probability (Jensen: logsumexp >= log(vocab) + mean), far less once the model has learned."""
     out = dict(state)
     for name in ("transformer.wte.weight", "lm_head.weight"):
         table = state[name]  # (vocab, n_embd)
-        out[name] = torch.cat([table, table.new_zeros(rows, table.size(1))])
+        out[name] = torch.cat([table, table.mean(0, keepdim=True).expand(rows, -1)])
     return out
 
 
 def hf_model(model_cfg: dict[str, Any], model: GPT, eot_id: int | None = None, extra_rows: int = 0) -> Any:
     """The transformers model (eval mode, fp32 on CPU) computing what ``model`` computes, built from
     our resolved model config ``model_cfg`` and a copy of the weights; ``eot_id`` (<|endoftext|>, if
-    the tokenizer has one) is its bos, eos and pad token. ``extra_rows`` zero rows follow our
+    the tokenizer has one) is its bos, eos and pad token. ``extra_rows`` mean rows follow our
     vocabulary (the ids of ``CHAR_SPECIALS``); tied weights stay tied, their rows being alike."""
     require_transformers()
     from transformers import AutoConfig, AutoModelForCausalLM  # ~5 s: only when exporting
@@ -66,7 +68,7 @@ def hf_model(model_cfg: dict[str, Any], model: GPT, eot_id: int | None = None, e
     hf = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     if extra_rows:
-        state = with_zero_rows(state, extra_rows)
+        state = with_mean_rows(state, extra_rows)
     hf.load_state_dict(to_hf_state(state, model_cfg), strict=True)
     return hf.eval()
 
