@@ -5,15 +5,16 @@ tensors; every user mistake on either side is one clear line."""
 
 import json
 import shutil
+import sys
 
 import pytest
 import torch
 from conftest import compose_train, run_cli
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from tinygpt.data import embedded_corpus_path, load_tokenizer
-from tinygpt.errors import UserError, find_user_error
+from tinygpt.errors import UserError
 from tinygpt.hf.export import export_run
 from tinygpt.inference.engine import generate
 from tinygpt.inference.run import load
@@ -73,9 +74,59 @@ def test_exported_bpe_run_with_ema_weights_generates_the_same_tokens(runs, tmp_p
     assert loads == [runs["bpe"] / "ckpt.pt"]  # the checkpoint is read once
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3"
     assert AutoTokenizer.from_pretrained(out).eos_token == "<|endoftext|>"
+    assert AutoTokenizer.from_pretrained(out).model_max_length == 32  # block_size, not 1e30
     assert_same_greedy(runs["bpe"], out, ema=True)
     raw = load(runs["bpe"], device="cpu").model.state_dict()["transformer.wte.weight"]
     assert not torch.equal(load_file(out / "model.safetensors")["model.embed_tokens.weight"], raw)
+
+
+def test_a_char_export_has_the_special_tokens_tools_expect_and_our_logits(runs, tmp_path):
+    """<|endoftext|> (bos, eos, pad) and <unk> follow the characters, with mean rows: the characters'
+    logits are ours, an unseen character is <unk>, and pipeline / generate need no arguments."""
+    out = export_run(runs["char"], tmp_path / "hf")
+    chars = load_tokenizer(runs["char"] / "tokenizer.json").vocab_size
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    named = (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token, tokenizer.unk_token)
+    assert named == ("<|endoftext|>", "<|endoftext|>", "<|endoftext|>", "<unk>")
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id) == (
+        chars,
+        chars,
+        chars + 1,
+    )
+    assert tokenizer.model_max_length == 32
+    ids = tokenizer("ROMEO caf\u00e9")["input_ids"]
+    assert ids[-1] == chars + 1 and tokenizer.decode(ids, skip_special_tokens=True) == "ROMEO caf"
+
+    model, ours = AutoModelForCausalLM.from_pretrained(out).eval(), load(runs["char"], device="cpu").model
+    idx = torch.tensor([tokenizer(TEXT)["input_ids"][:32]])  # (1, 32)
+    with torch.no_grad():
+        logits = model(idx).logits  # (1, 32, chars + 2)
+        torch.testing.assert_close(logits[..., :chars], ours(idx), rtol=0, atol=1e-5)
+    mean = logits[..., :chars].mean(-1, keepdim=True).expand(1, 32, 2)  # (1, 32, 2)
+    torch.testing.assert_close(logits[..., chars:], mean, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert model.generate(idx[:, :6]).shape == (1, 32)  # stops at the model's context
+    text = pipeline("text-generation", model=str(out))("ROMEO:")[0]["generated_text"]
+    assert text.startswith("ROMEO:") and len(text) == 32  # 26 characters, no special token
+
+
+def test_export_and_import_refuse_transformers_older_than_5(runs, tmp_path, monkeypatch):
+    """4.x reads neither the tokenizer_config.json nor the RoPE base 5.x writes: one line, no folder."""
+    transformers = sys.modules["transformers"]  # the module as imported now (transformers swaps it)
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    line = "transformers 4.57.1 is installed; TinyGPT's Hugging Face folders need transformers>=5"
+    with pytest.raises(UserError, match=line):
+        export_run(runs["char"], tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    monkeypatch.undo()
+    folder = export_run(runs["char"], tmp_path / "hf")
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    with pytest.raises(UserError, match=line):
+        train(
+            compose_train(f"init_from={folder}", "max_steps=1"),
+            tmp_path / "x",
+            overrides=[f"init_from={folder}"],
+        )
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])
@@ -156,11 +207,12 @@ def test_import_mistakes_are_one_clear_line(runs, tmp_path):
         start(folder, "model.block_size=64")
     with pytest.raises(UserError, match="drop model/norm="):
         start(folder, "model/norm=rmsnorm")
-    unseen = tmp_path / "unseen.txt"  # a char vocabulary has no unknown token: name the character
+    unseen = tmp_path / "unseen.txt"  # an exported char vocabulary has <unk>: é encodes as it
     unseen.write_text("ROMEO: caf\u00e9\n" * 50)
-    with pytest.raises(Exception) as err:  # Hydra wraps what the data loader raises
-        start(folder, "data=text", f"data.path={unseen}")
-    assert str(find_user_error(err.value)).startswith("character 'é' (U+00E9) at position 10 is not in this")
+    typed = [f"init_from={folder}", "data=text", f"data.path={unseen}"]
+    train(compose_train(*typed, "max_steps=1"), tmp_path / "unk", overrides=typed)
+    unk = AutoTokenizer.from_pretrained(folder).unk_token_id
+    assert load_tokenizer(tmp_path / "unk" / "tokenizer.json").encode("\u00e9").tolist() == [unk]
     pickles = tmp_path / "pickles"
     shutil.copytree(folder, pickles)
     (pickles / "model.safetensors").rename(pickles / "pytorch_model.bin")

@@ -23,7 +23,7 @@ from tinygpt.config.overrides import flat_items, override_key
 from tinygpt.data import Tokenizer, load_tokenizer
 from tinygpt.data.tokenizers import read_regular_file
 from tinygpt.errors import UserError
-from tinygpt.hf.mapping import ARCHITECTURES, from_hf_config, from_hf_state
+from tinygpt.hf.mapping import ARCHITECTURES, from_hf_config, from_hf_state, require_transformers
 from tinygpt.model import GPT
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -56,6 +56,7 @@ def folder_model_config(folder: Path) -> tuple[dict[str, Any], int]:
         raise UserError(
             f"{path}: model_type {kind!r} is not one TinyGPT imports; it imports {', '.join(ARCHITECTURES)}"
         )
+    require_transformers()
     from transformers import CONFIG_MAPPING  # ~5 s: only with init_from
 
     try:  # a known model_type: its own config class fills in the defaults; no code of the folder runs

@@ -15,7 +15,7 @@ names map module by module (``NAMES``), GPT-2's Conv1D weights are stored transp
 
 The config side is plain data (dicts), so this module imports neither transformers nor safetensors;
 ``tinygpt.hf.export`` (writing a folder) and ``tinygpt.hf.init_from`` (reading one) do, when they are
-used.
+used, after ``require_transformers`` has checked the installed version.
 """
 
 import re
@@ -266,6 +266,19 @@ def llama_config(o: Options, arch: str) -> dict[str, Any]:
         max_window_layers=0 if window else o.n_layer,
         layer_types=["sliding_attention" if window else "full_attention"] * o.n_layer,
     )
+
+
+def require_transformers() -> None:
+    """Refuse transformers older than 5 in one line: 4.x reads neither the tokenizer_config.json 5.x
+    writes (``TokenizersBackend``) nor ``rope_parameters`` (it would use another RoPE base unwarned)."""
+    import transformers
+
+    major = transformers.__version__.split(".")[0]
+    if not major.isdigit() or int(major) < 5:
+        raise UserError(
+            f"transformers {transformers.__version__} is installed; TinyGPT's Hugging Face folders need "
+            "transformers>=5: pip install -e '.[hf]' (or pip install -U transformers)"
+        )
 
 
 # ---- weights ------------------------------------------------------------------------------------
