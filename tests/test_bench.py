@@ -72,12 +72,23 @@ def test_the_former_options_mean_the_keys_and_training_overrides_pass_beside_the
         (["--steps", "0"], "steps must be a positive integer, got 0"),
         (["stepz=3"], "unknown key stepz; did you mean steps=3?"),
         (["warmup=-1"], "warmup must be >= 0"),
+        (["max_step=3"], "unknown key max_step; did you mean max_steps=3"),
+        (["n_layers=1"], "unknown key n_layers; did you mean"),
+        (["--peak-tflops", "-5"], "peak_tflops must be a number > 0"),
+        (["peak_tflops=0"], "peak_tflops must be a number > 0"),
+        (["--vocab-size", "0"], "vocab_size must be a positive integer"),
+        (["json=no_such_folder/b.json"], "its folder no_such_folder does not exist"),
     ],
 )
-def test_bench_mistakes_are_one_line(args, message):
-    proc = run_cli(*args, *TINY, module="tinygpt.bench")
+def test_bench_mistakes_are_one_line(args, message, tmp_path):
+    proc = run_cli(*args, *TINY, module="tinygpt.bench", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error:") and message in proc.stderr
+    assert "| device |" not in proc.stdout  # refused before the timing, not after it
+
+
+def test_a_flat_model_key_is_the_model_key_in_bench():
+    assert bench_args(["n_layer=1", "steps=1"]) == ["model.n_layer=1", "steps=1"]
 
 
 def test_bench_says_each_phase_before_it_starts(caplog):

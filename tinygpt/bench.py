@@ -19,7 +19,7 @@ from tinygpt.config.argv import BENCH_FLAGS, check_keys, command_line, flags_tra
 from tinygpt.config.commands import check_command, own_keys
 from tinygpt.config.overrides import override_key
 from tinygpt.config.schema import conf_dir
-from tinygpt.errors import exit_on_user_error
+from tinygpt.errors import UserError, exit_on_user_error
 
 
 def bench_args(argv: list[str]) -> list[str]:
@@ -44,6 +44,8 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     from tinygpt.training.speed import HEADER, measure, report
 
     check_command("bench", cfg)
+    if cfg.json:
+        check_json_folder(Path(cfg.json).expanduser())
     raw = measure(cfg, cfg.steps, cfg.warmup, cfg.vocab_size, cfg.eager_update)
     peak, source = (
         (cfg.peak_tflops * 1e12, "peak_tflops")
@@ -61,8 +63,27 @@ def cli(cfg: DictConfig) -> dict[str, Any]:
     )
     print(f"peak: {source}", file=sys.stderr)
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(Path(cfg.json).expanduser(), result)
     return result
+
+
+def check_json_folder(path: Path) -> None:
+    """Refuse ``json=`` whose folder is missing (or is a file, or a directory is named) before the
+    minutes of timing, not after them."""
+    if path.is_dir():
+        raise UserError(f"json={path} is a folder; name a file in it, e.g. json={path / 'bench.json'}")
+    if not path.parent.is_dir():
+        raise UserError(
+            f"json={path}: its folder {path.parent} does not exist (or is not a folder); "
+            f"create it first (mkdir -p {path.parent}) or name a file in an existing folder"
+        )
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write json={path} ({exc.strerror or exc}); name a writable file") from exc
 
 
 @command_line("bench", bench_args)

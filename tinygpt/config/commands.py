@@ -176,9 +176,17 @@ class BenchSchema(TrainSchema):
 
     steps: int = key(20, "timed steps", POSITIVE)
     warmup: int = key(3, "untimed steps first, compilation included", Check(lambda v: v >= 0, ">= 0"))
-    json: str | None = key(None, "also write the result to this file")
-    peak_tflops: float | None = key(None, "the device's peak in TFLOP/s, instead of the table/probe")
-    vocab_size: int | None = key(None, "build the model with this many token ids (e.g. GPT-2's 50304)")
+    json: str | None = key(None, "also write the result to this file (its folder must exist)")
+    peak_tflops: float | None = key(
+        None,
+        "the device's peak in TFLOP/s, instead of the table/probe",
+        Check(lambda v: v is None or (is_number(v) and v > 0), "a number > 0 (or null: the table/probe)"),
+    )
+    vocab_size: int | None = key(
+        None,
+        "build the model with this many token ids (e.g. GPT-2's 50304)",
+        Check(lambda v: v is None or (is_int(v) and v >= 1), "a positive integer (or null: the data's)"),
+    )
     eager_update: bool = key(
         False, "with compile_mode=reduce-overhead, keep the update out of CUDA graphs (to compare)"
     )
