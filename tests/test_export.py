@@ -6,6 +6,7 @@ tensors; every user mistake on either side is one clear line."""
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,6 +182,49 @@ def test_export_refuses_an_existing_folder_and_an_unexportable_model(runs, tmp_p
     with pytest.raises(UserError, match="model.parallel_block=true has no transformers architecture"):
         export_run(tmp_path / "parallel", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def hostile_out(tmp_path: Path, kind: str) -> Path:
+    """An out= path that cannot become the export's folder, made in ``tmp_path``."""
+    if kind == "link to an empty folder":
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "out").symlink_to(tmp_path / "empty")
+        return tmp_path / "out"
+    if kind == "dangling link":
+        (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+        return tmp_path / "out"
+    if kind == "under a regular file":
+        (tmp_path / "file").write_text("mine")
+        return tmp_path / "file" / "sub" / "out"
+    return tmp_path / ("x" * 300) / "out"  # a name longer than the filesystem allows
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("link to an empty folder", "is a symbolic link; name a new folder"),
+        ("dangling link", "is a symbolic link; name a new folder"),
+        ("under a regular file", "which is a file, not a folder; choose another out folder"),
+        ("name too long", "File name too long; choose another out folder"),
+    ],
+)
+def test_export_refuses_an_out_path_it_cannot_make_in_one_line(kind, message, tmp_path):
+    out = hostile_out(tmp_path, kind)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UserError, match=message) as caught:
+        export_run(tmp_path / "no_run_is_read_first", out)
+    assert f"out={out}" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made, nothing followed
+
+
+def test_export_of_a_path_under_a_file_is_one_error_line(runs, tmp_path):
+    out = hostile_out(tmp_path, "under a regular file")
+    result = run_cli(f"run={runs['char']}", f"out={out}", module="tinygpt.export")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: out={out} is under {tmp_path / 'file'}, which is a file, not a folder; "
+        "choose another out folder"
+    ]
 
 
 def test_import_mistakes_are_one_clear_line(runs, tmp_path):

@@ -22,7 +22,7 @@ import torch
 
 from tinygpt.data import CharTokenizer, Tokenizer
 from tinygpt.data.tokenizers import EOT
-from tinygpt.errors import UserError
+from tinygpt.errors import MACHINE_FAULTS, UserError
 from tinygpt.hf.mapping import require_transformers, to_hf_config, to_hf_state
 from tinygpt.inference.run import load_run, model_config
 from tinygpt.model import GPT
@@ -126,8 +126,37 @@ def exported_model(model_cfg: dict[str, Any], model: GPT, tokenizer: Tokenizer) 
 
 
 def check_out(out: Path) -> None:
+    """Refuse an ``out`` that cannot become the export's folder, before the run is loaded: one that
+    exists and is not an empty folder, a symbolic link (dangling or not: the rename that puts the
+    folder in place would not follow it), or a path under a regular file."""
+    try:
+        problem = out_problem(out)
+    except OSError as exc:  # e.g. a name too long, a folder it may not read
+        raise path_error(out, exc) from exc
+    if problem:
+        raise UserError(f"out={out} {problem}")
+
+
+def out_problem(out: Path) -> str | None:
+    if out.is_symlink():
+        return "is a symbolic link; name a new folder (not a link to one)"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"out={out} already exists and is not an empty folder; choose a new out folder")
+        return "already exists and is not an empty folder; choose a new out folder"
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"is under {parent}, which is a file, not a folder; choose another out folder"
+    return None
+
+
+def path_error(out: Path, exc: OSError) -> Exception:
+    """A failure to create or fill ``out`` as one line naming it; a full disk or a read-only
+    filesystem is left to ``tinygpt.errors`` (it names their fix)."""
+    if exc.errno in MACHINE_FAULTS:
+        return exc
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+    return UserError(f"cannot write out={out}{where}: {exc.strerror or exc}; choose another out folder")
 
 
 def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool = False) -> Path:
@@ -140,12 +169,20 @@ def export_run(run: str | Path, out: str | Path, ckpt: str = "latest", ema: bool
     if model_cfg.get("doc_mask"):
         log.warning(DOC_MASK_WARNING)
     hf = exported_model(model_cfg, loaded.model, loaded.tokenizer)
+    try:
+        write_folder(out, hf, loaded.tokenizer, model_cfg["block_size"])
+    except OSError as exc:
+        raise path_error(out, exc) from exc
+    return out
+
+
+def write_folder(out: Path, hf: Any, tokenizer: Tokenizer, block_size: int) -> None:
+    """The transformers folder at ``out``, written beside it and renamed into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out) as folder:
         hf.save_pretrained(str(folder), safe_serialization=True)
-        save_tokenizer(loaded.tokenizer, folder, model_cfg["block_size"])
+        save_tokenizer(tokenizer, folder, block_size)
         for path in folder.iterdir():  # safetensors writes its file private (0600): make all alike
             path.chmod(0o644)
         if out.exists():
             out.rmdir()  # empty (checked above); rename cannot replace a folder on every system
-    return out
