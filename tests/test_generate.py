@@ -2,6 +2,7 @@
 text, and every user mistake gets one clear line."""
 
 import io
+import json
 import logging
 import os
 import shutil
@@ -458,6 +459,16 @@ ERRORS = {
         "are not finite (transformer.h.0.attn.c_attn.weight holds inf or nan); training diverged",
     ),
     "weights that overflow": (["run={huge}", "prompt=a"], "the model's logits are inf or nan"),
+    "config claims a huge model": (
+        ["run={bomb}"],
+        "the weights in {bomb}/ckpt.pt do not fit the model the config in {bomb}/ckpt.pt describes: "
+        "transformer.wte.weight is (74, 32) there but (74, 65536) in the model (and ",
+    ),
+    "tokenizer with fewer tokens": (
+        ["run={fewer_tokens}"],
+        "{fewer_tokens}/tokenizer.json has 71 tokens but the weights in {fewer_tokens}/ckpt.pt have 74 "
+        "(transformer.wte.weight is (74, 32)); put back the tokenizer.json the run was trained with",
+    ),
     "weights that overflow, static cache": (
         ["run={huge}", "prompt=a", "static_cache=true"],
         "the model's logits are inf or nan",
@@ -499,16 +510,25 @@ def diverged_runs(run_dir, tmp_path_factory) -> dict[str, str]:
         for tensor in {t.data_ptr(): t for t in weights.values()}.values():  # tied ones once
             tensor.mul_(1e30)  # finite, but attention scores overflow
 
+    def claims_a_huge_model(state):  # ~13 TB in fp32 if it were built
+        state["config"]["model"].update(n_layer=64, n_embd=1 << 16)
+
     root = tmp_path_factory.mktemp("diverged")
+    fewer_tokens = edited_copy(run_dir, root / "fewer_tokens", lambda state: None)
+    chars = json.loads((fewer_tokens / "tokenizer.json").read_text())["chars"]
+    (fewer_tokens / "tokenizer.json").write_text(json.dumps({"kind": "char", "chars": chars[:-3]}))
     return {
         "inf": spoiled_copy(run_dir, root / "inf", inf),
         "huge": spoiled_copy(run_dir, root / "huge", huge),
+        "bomb": str(edited_copy(run_dir, root / "bomb", claims_a_huge_model)),
+        "fewer_tokens": str(fewer_tokens),
     }
 
 
 def error_case(case: str, run_dir, empty_run, diverged_runs) -> tuple[list[str], str]:
     overrides, message = ERRORS[case]
-    return [o.format(run=run_dir, empty=empty_run, **diverged_runs) for o in overrides], message
+    places = dict(run=run_dir, empty=empty_run, **diverged_runs)
+    return [o.format(**places) for o in overrides], message.format(**places)
 
 
 @pytest.mark.parametrize("case", ERRORS)
@@ -531,6 +551,8 @@ def test_user_mistakes_get_one_clear_line(case, run_dir, empty_run, diverged_run
         "top_p zero",
         "weights not finite",
         "weights that overflow",
+        "config claims a huge model",
+        "tokenizer with fewer tokens",
     ],
 )
 def test_the_command_line_reports_mistakes_without_a_traceback(

@@ -23,6 +23,7 @@ from tinygpt.config.untrusted import instantiate_data
 from tinygpt.data import load_tokenizer
 from tinygpt.errors import UserError
 from tinygpt.model import GPT, build_gpt
+from tinygpt.model.build import shape_mismatch, weight_shapes
 from tinygpt.runtime.device import pick_device
 from tinygpt.training.checkpoint import load_checkpoint
 
@@ -71,18 +72,59 @@ def load_run(run_dir: str | Path, ckpt: str = "latest", ema: bool = False, devic
     state = load_checkpoint(path, map_location=torch_device)
     if ema and state.get("ema") is None:
         raise UserError(f"ema=true but {path} holds no EMA weights (train with EMA on); use ema=false")
+    weights = "EMA weights" if ema else "weights"
+    model = rebuild(state, path, tokenizer, "ema" if ema else "model", f"the {weights} in {path}")
+    check_finite(model, f"the {weights} in {path}")
+    log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
+    return LoadedRun(model.to(torch_device).eval(), tokenizer, state, path)
+
+
+def rebuild(state: dict[str, Any], path: Path, tokenizer: Any, key: str, weights: str) -> GPT:
+    """The model the checkpoint's config describes, holding its ``state[key]`` weights. Their shapes
+    are compared with the model's on the meta device first, so a config claiming a huge model is
+    refused before anything is allocated for it."""
     model_cfg, source = model_config(state, path)
     try:
-        model = build_gpt(instantiate_data(model_cfg, source, "model"), tokenizer)
-        model.load_state_dict(state["ema" if ema else "model"])
+        factory = instantiate_data(model_cfg, source, "model")
+        expected = weight_shapes(factory, tokenizer)
     except UserError:
         raise
     except Exception as exc:
         raise UserError(f"cannot rebuild the model of {path} from {source}: {exc}") from exc
-    weights = "EMA weights" if ema else "weights"
-    check_finite(model, f"the {weights} in {path}")
-    log.info("loaded the %s of %s (step %s) on %s", weights, path, state.get("step"), torch_device)
-    return LoadedRun(model.to(torch_device).eval(), tokenizer, state, path)
+    found = tensor_shapes(state[key], weights)
+    check_vocabulary(expected, found, path.parent / "tokenizer.json", tokenizer.vocab_size, weights)
+    mismatch = shape_mismatch(expected, found)
+    if mismatch:
+        raise UserError(f"{weights} do not fit the model {source} describes: {mismatch}")
+    try:
+        model = build_gpt(factory, tokenizer)
+        model.load_state_dict(state[key])
+    except Exception as exc:
+        raise UserError(f"cannot rebuild the model of {path} from {source}: {exc}") from exc
+    return model
+
+
+def tensor_shapes(state: Any, weights: str) -> dict[str, tuple[int, ...]]:
+    if not isinstance(state, dict):
+        raise UserError(f"{weights} are not a state dict ({type(state).__name__}); the checkpoint is damaged")
+    return {name: tuple(t.shape) for name, t in state.items() if isinstance(t, torch.Tensor)}
+
+
+def check_vocabulary(
+    expected: dict[str, tuple[int, ...]],
+    found: dict[str, tuple[int, ...]],
+    tokenizer_path: Path,
+    vocab_size: int,
+    weights: str,
+) -> None:
+    """Refuse a tokenizer.json whose vocabulary is not the weights' (not the run's tokenizer), naming
+    both sizes rather than the model config."""
+    wte = "transformer.wte.weight"  # (vocab, n_embd)
+    if wte in found and wte in expected and found[wte][:1] != expected[wte][:1]:
+        raise UserError(
+            f"{tokenizer_path} has {vocab_size} tokens but {weights} have {found[wte][0]} ({wte} is "
+            f"{found[wte]}); put back the tokenizer.json the run was trained with"
+        )
 
 
 def check_not_a_sweep(run_dir: Path) -> None:

@@ -2,8 +2,10 @@
 run, export, benchmarks, tests) goes through ``build_gpt``, so the model gets its vocabulary size and
 its document token (for ``model.doc_mask``) the same way everywhere."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import torch
 
 from tinygpt.model.gpt import GPT
 
@@ -18,3 +20,29 @@ def build_gpt(factory: Callable[..., GPT], tokenizer: Any, vocab_size: int | Non
     return factory(
         vocab_size=max(vocab_size or 0, tokenizer.vocab_size), bos_id=getattr(tokenizer, "eot_id", None)
     )
+
+
+def weight_shapes(factory: Callable[..., GPT], tokenizer: Any) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor in the state dict of the model ``build_gpt`` would build, found by
+    building it on the meta device: nothing is allocated, so a config claiming a huge model is checked
+    against the weights meant for it before any memory goes to it."""
+    with torch.device("meta"):
+        model = build_gpt(factory, tokenizer)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def shape_mismatch(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]
+) -> str | None:
+    """The first difference between the shapes a model has (``expected``) and those of the weights
+    meant for it (``found``), in words, with how many more there are; None when they fit."""
+    problems = [
+        f"{name} is {tuple(found[name])} there but {tuple(shape)} in the model"
+        for name, shape in expected.items()
+        if name in found and tuple(found[name]) != tuple(shape)
+    ]
+    problems += [f"the model's {name} is not there" for name in expected if name not in found]
+    problems += [f"{name} has no place in the model" for name in found if name not in expected]
+    if not problems:
+        return None
+    return problems[0] + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else "")
