@@ -4,6 +4,7 @@ generates; ``init_from=`` starts a run from such a folder, and export -> import 
 tensors; every user mistake on either side is one clear line."""
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_train, run_cli
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from tinygpt.data import embedded_corpus_path, load_tokenizer
@@ -266,6 +267,48 @@ def test_import_mistakes_are_one_clear_line(runs, tmp_path):
     with pytest.raises(UserError, match="model_type 'bert' is not one TinyGPT imports"):
         start(pickles)
     assert not (tmp_path / "x" / "ckpt.pt").exists()
+
+
+def edited_folder(folder: Path, path: Path, config=None, weights=None) -> Path:
+    """A copy of an exported folder whose config.json went through ``config(dict)`` and whose weights
+    through ``weights(dict of tensors)`` (each in place)."""
+    shutil.copytree(folder, path)
+    if config is not None:
+        raw = json.loads((path / "config.json").read_text())
+        config(raw)
+        (path / "config.json").write_text(json.dumps(raw))
+    if weights is not None:
+        state = load_file(path / "model.safetensors")
+        weights(state)
+        save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+    return path
+
+
+def test_init_from_compares_the_weights_with_config_json_before_building_the_model(runs, tmp_path):
+    folder = export_run(runs["char"], tmp_path / "hf")
+    bomb = edited_folder(  # a self-consistent config of ~13 TB in fp32, over 3 MB of weights
+        folder,
+        tmp_path / "bomb",
+        config=lambda raw: raw.update(n_layer=64, n_embd=1 << 16, n_inner=1 << 18, n_head=64),
+    )
+    switched = edited_folder(  # llama: transformers' defaults fill in a 4096-wide, 32-layer model
+        folder, tmp_path / "switched", config=lambda raw: raw.update(model_type="llama")
+    )
+    nan = edited_folder(
+        folder, tmp_path / "nan", weights=lambda state: [t.fill_(math.nan) for t in state.values()]
+    )
+    cases = {
+        bomb: f"{bomb}: its weights do not fit its config.json: transformer.wte.weight is (74, 32) there but "
+        "(74, 65536) in the model (and ",
+        switched: f"{switched} holds transformer.h.0.attn.c_attn.",  # weight or bias: which comes first
+        nan: f"{nan}: its weights are not finite (transformer.",
+    }
+    for path, message in cases.items():
+        typed = [f"init_from={path}"]
+        with pytest.raises(UserError) as err:
+            train(compose_train(*typed, "max_steps=1"), tmp_path / "run", overrides=typed)
+        assert str(err.value).startswith(message), err.value
+        assert not (tmp_path / "run" / "ckpt.pt").exists()
 
 
 def test_a_shorter_block_size_slices_the_learned_positions_and_the_run_resumes(runs, tmp_path):

@@ -17,14 +17,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tinygpt.config.overrides import flat_items, override_key
+from tinygpt.config.untrusted import instantiate_data
 from tinygpt.data import Tokenizer, load_tokenizer
 from tinygpt.data.tokenizers import read_regular_file
 from tinygpt.errors import UserError
 from tinygpt.hf.mapping import ARCHITECTURES, from_hf_config, from_hf_state, require_transformers
 from tinygpt.model import GPT
+from tinygpt.model.build import non_finite_weight, shape_mismatch, weight_shapes
 
 MAX_CONFIG_BYTES = 1 << 20
 NEED_FOLDER = "init_from= must name a transformers model folder"
@@ -89,7 +92,7 @@ def weight_files(folder: Path) -> list[Path]:
 
 def load_weights(model: GPT, folder: str | Path, model_cfg: dict[str, Any]) -> None:
     """Copy the folder's weights into ``model`` (built from ``model_cfg``); a learned position table
-    longer than model.block_size keeps its first rows."""
+    longer than model.block_size keeps its first rows. Weights holding inf or nan are refused."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -100,14 +103,56 @@ def load_weights(model: GPT, folder: str | Path, model_cfg: dict[str, Any]) -> N
             state.update(load_file(path))
         except (OSError, SafetensorError) as exc:
             raise UserError(f"cannot read {path} ({exc}); the folder is damaged") from exc
-    ours = from_hf_state(state, model_cfg, str(folder))
-    if "transformer.wpe.weight" in ours:
-        ours["transformer.wpe.weight"] = ours["transformer.wpe.weight"][: model.block_size]
+    ours = ours_to_load(state, model_cfg, folder)
+    bad = non_finite_weight(ours)
+    if bad is not None:
+        raise UserError(
+            f"{folder}: its weights are not finite ({bad} holds inf or nan); a run cannot learn from them: "
+            "give init_from= a folder of finite weights"
+        )
     try:
         model.load_state_dict(ours, strict=True)
     except RuntimeError as exc:
         problem = " ".join(str(exc).split())
         raise UserError(f"{folder}: its weights do not fit its config.json ({problem})") from exc
+
+
+def ours_to_load(
+    state: dict[str, torch.Tensor], model_cfg: dict[str, Any], folder: Path
+) -> dict[str, torch.Tensor]:
+    """The folder's tensors under our names, a learned position table cut to ``model_cfg``'s block_size."""
+    ours = from_hf_state(state, model_cfg, str(folder))
+    if "transformer.wpe.weight" in ours:
+        ours["transformer.wpe.weight"] = ours["transformer.wpe.weight"][: model_cfg["block_size"]]
+    return ours
+
+
+def header_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The folder's weights as tensors on the meta device: their names and shapes from the safetensors
+    headers, no data read (a header is at most 100 MB; safetensors checks it against the file's size)."""
+    from safetensors import SafetensorError, safe_open
+
+    state = {}
+    for path in weight_files(folder):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                for name in weights.keys():  # noqa: SIM118 (safe_open is no mapping)
+                    state[name] = torch.empty(weights.get_slice(name).get_shape(), device="meta")
+        except (OSError, SafetensorError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); the folder is damaged") from exc
+    return state
+
+
+def check_weight_shapes(folder: Path, model_cfg: dict[str, Any], tokenizer: Tokenizer) -> None:
+    """Refuse a folder whose weights' shapes (read from the safetensors headers) are not those of the
+    model its config.json describes, before that model is built: three edited bytes of config.json
+    must not make a run allocate a model of many gigabytes."""
+    factory = instantiate_data(model_cfg, str(folder / "config.json"), "model")
+    expected = weight_shapes(factory, tokenizer)
+    ours = ours_to_load(header_state(folder), model_cfg, folder)
+    mismatch = shape_mismatch(expected, {name: tuple(t.shape) for name, t in ours.items()})
+    if mismatch:
+        raise UserError(f"{folder}: its weights do not fit its config.json: {mismatch}")
 
 
 def folder_tokenizer(texts: Iterable[str], path: str, sha256: str) -> Tokenizer:
@@ -161,6 +206,7 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
             f"{tokenizer_path} has {tokenizer.vocab_size} tokens but {folder / 'config.json'} says "
             f"vocab_size={vocab_size}; TinyGPT needs them equal"
         )
+    check_weight_shapes(folder, imported, tokenizer)
     cfg = copy.deepcopy(cfg)  # the caller's config stays as it was composed
     with open_dict(cfg):
         cfg.model = imported

@@ -23,7 +23,7 @@ from tinygpt.config.untrusted import instantiate_data
 from tinygpt.data import load_tokenizer
 from tinygpt.errors import UserError
 from tinygpt.model import GPT, build_gpt
-from tinygpt.model.build import shape_mismatch, weight_shapes
+from tinygpt.model.build import non_finite_weight, shape_mismatch, weight_shapes
 from tinygpt.runtime.device import pick_device
 from tinygpt.training.checkpoint import load_checkpoint
 
@@ -164,9 +164,9 @@ def stored_config(state: dict[str, Any], ckpt_path: Path, key: str) -> tuple[dic
 
 def check_finite(model: GPT, weights: str) -> None:
     """Refuse inf or nan weights (a diverged training run): sampling from them fails or is noise."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(
-                f"{weights} are not finite ({name} holds inf or nan); training diverged (e.g. optim.lr "
-                "too high): use ckpt=best or an earlier run's checkpoint"
-            )
+    name = non_finite_weight(model.state_dict())
+    if name is not None:
+        raise UserError(
+            f"{weights} are not finite ({name} holds inf or nan); training diverged (e.g. optim.lr "
+            "too high): use ckpt=best or an earlier run's checkpoint"
+        )

@@ -46,3 +46,12 @@ def shape_mismatch(
     if not problems:
         return None
     return problems[0] + (f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else "")
+
+
+def non_finite_weight(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding inf or nan (weights of a diverged training,
+    or a hostile file), None when every one is finite."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
