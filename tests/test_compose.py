@@ -2,10 +2,14 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import compose_train, corpus_documents, fineweb_folder, sha256_of
+from conftest import REPO, compose_train, corpus_documents, fineweb_folder, sha256_of
 
 from tinygpt.config.schema import conf_dir
 from tinygpt.data import embedded_corpus_path
@@ -62,3 +66,24 @@ def test_swapping_one_part_of_a_preset(tmp_path):
     assert cfg.model.norm._target_ == "torch.nn.LayerNorm"
     assert cfg.model.pos._target_ == "tinygpt.model.RoPE"
     train(cfg, tmp_path)
+
+
+def test_every_commands_conf_composes_from_ones_own_python_after_importing_tinygpt_config(tmp_path):
+    """A fresh interpreter outside the repository imports tinygpt.config (the one line
+    docs/configuration.md asks for, whose own block test_readme runs), then composes each command's
+    YAML from a plain path: every schema the YAML files name is registered by that import."""
+    names = sorted(path.stem for path in Path(conf_dir()).glob("*.yaml"))
+    script = textwrap.dedent(
+        f"""
+        import tinygpt.config
+        from hydra import compose, initialize_config_dir
+        with initialize_config_dir(version_base="1.3", config_dir={conf_dir()!r}):
+            print(*[type(compose(name)).__name__ for name in {names!r}])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(names) == 7 and proc.stdout.split() == ["DictConfig"] * 7
