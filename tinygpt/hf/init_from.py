@@ -143,10 +143,11 @@ def header_state(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_weight_shapes(folder: Path, model_cfg: dict[str, Any], tokenizer: Tokenizer) -> None:
+def check_weight_shapes(folder: str | Path, model_cfg: dict[str, Any], tokenizer: Tokenizer) -> None:
     """Refuse a folder whose weights' shapes (read from the safetensors headers) are not those of the
-    model its config.json describes, before that model is built: three edited bytes of config.json
-    must not make a run allocate a model of many gigabytes."""
+    model its config.json describes (``model_cfg``, from ``with_init_from``), before that model is
+    built: three edited bytes of config.json must not make a run allocate a model of many gigabytes."""
+    folder = Path(folder).expanduser()
     factory = instantiate_data(model_cfg, str(folder / "config.json"), "model")
     expected = weight_shapes(factory, tokenizer)
     ours = ours_to_load(header_state(folder), model_cfg, folder)
@@ -206,7 +207,6 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
             f"{tokenizer_path} has {tokenizer.vocab_size} tokens but {folder / 'config.json'} says "
             f"vocab_size={vocab_size}; TinyGPT needs them equal"
         )
-    check_weight_shapes(folder, imported, tokenizer)
     cfg = copy.deepcopy(cfg)  # the caller's config stays as it was composed
     with open_dict(cfg):
         cfg.model = imported

@@ -21,7 +21,7 @@ from tinygpt.config.schema import resolved
 from tinygpt.data import TextData, on_device
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
-from tinygpt.hf.init_from import load_weights
+from tinygpt.hf.init_from import check_weight_shapes, load_weights
 from tinygpt.model import build_gpt
 from tinygpt.runtime.distributed import World
 from tinygpt.runtime.files import remove_leftovers, write_text
@@ -87,9 +87,12 @@ def build_job(
     tokenizer needs."""
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
+    from_folder = cfg.init_from is not None and ckpt is None  # a resume takes its weights from its checkpoint
+    if from_folder:  # before the model is built: its config.json may claim a huge model
+        check_weight_shapes(cfg.init_from, resolved(cfg)["model"], data.tokenizer)
     model = build_gpt(instantiate(cfg.model), data.tokenizer, vocab_size).to(device)
     model.grad_checkpointing = cfg.grad_checkpointing
-    if cfg.init_from is not None and ckpt is None:  # a resume takes its weights from its checkpoint
+    if from_folder:
         load_weights(model, cfg.init_from, resolved(cfg)["model"])
     lr_factor = build_schedule(cfg)
     stretched = schedule_stretch(cfg, ckpt, lr_factor) if ckpt is not None else None
