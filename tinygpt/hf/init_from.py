@@ -8,6 +8,9 @@ config.json is refused, naming it; ``model.dropout`` and ``model.doc_mask`` may 
 
 The folder is untrusted: config.json is read as JSON data and mapped onto TinyGPT's own classes (no
 ``trust_remote_code``, nothing of the folder is run), weights load through safetensors, never pickle.
+Their shapes (the safetensors headers) are compared with those of the model config.json describes,
+built on the meta device, before any memory goes to that model (``check_weight_shapes``); weights
+holding inf or nan are refused.
 transformers is imported only here, and only when ``init_from`` is set.
 """
 
