@@ -77,7 +77,8 @@ def test_the_former_options_mean_the_keys_and_training_overrides_pass_beside_the
         (["--peak-tflops", "-5"], "peak_tflops must be a number > 0"),
         (["peak_tflops=0"], "peak_tflops must be a number > 0"),
         (["--vocab-size", "0"], "vocab_size must be a positive integer"),
-        (["json=no_such_folder/b.json"], "its folder no_such_folder does not exist"),
+        (["json=no_such_folder/b.json"], "its folder no_such_folder does not exist; create it first"),
+        (["json=."], "json=. is a folder; name a file in it"),
     ],
 )
 def test_bench_mistakes_are_one_line(args, message, tmp_path):

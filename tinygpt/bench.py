@@ -72,10 +72,14 @@ def check_json_folder(path: Path) -> None:
     minutes of timing, not after them."""
     if path.is_dir():
         raise UserError(f"json={path} is a folder; name a file in it, e.g. json={path / 'bench.json'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(
+            f"json={path} is under {path.parent}, which is a file, not a folder; name another file"
+        )
     if not path.parent.is_dir():
         raise UserError(
-            f"json={path}: its folder {path.parent} does not exist (or is not a folder); "
-            f"create it first (mkdir -p {path.parent}) or name a file in an existing folder"
+            f"json={path}: its folder {path.parent} does not exist; create it first "
+            f"(mkdir -p {path.parent}) or name a file in an existing folder"
         )
 
 
