@@ -286,6 +286,7 @@ def edited_folder(folder: Path, path: Path, config=None, weights=None) -> Path:
 
 def test_init_from_compares_the_weights_with_config_json_before_building_the_model(runs, tmp_path):
     folder = export_run(runs["char"], tmp_path / "hf")
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]  # with the export's specials
     bomb = edited_folder(  # a self-consistent config of ~13 TB in fp32, over 3 MB of weights
         folder,
         tmp_path / "bomb",
@@ -298,8 +299,8 @@ def test_init_from_compares_the_weights_with_config_json_before_building_the_mod
         folder, tmp_path / "nan", weights=lambda state: [t.fill_(math.nan) for t in state.values()]
     )
     cases = {
-        bomb: f"{bomb}: its weights do not fit its config.json: transformer.wte.weight is (74, 32) there but "
-        "(74, 65536) in the model (and ",
+        bomb: f"{bomb}: its weights do not fit its config.json: transformer.wte.weight is ({vocab}, 32) "
+        f"there but ({vocab}, 65536) in the model (and ",
         switched: f"{switched} holds transformer.h.0.attn.c_attn.",  # weight or bias: which comes first
         nan: f"{nan}: its weights are not finite (transformer.",
     }
