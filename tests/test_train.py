@@ -43,7 +43,7 @@ def test_default_command_learns_and_writes_the_run_directory(tmp_path):
         assert (run_dir / name).is_file(), name
     metrics = read_metrics(run_dir)
     train_logs = [m for m in metrics if "train_loss" in m]
-    assert [m["step"] for m in train_logs] == [50, 100, 150, 200]
+    assert [m["step"] for m in train_logs] == [1, 50, 100, 150, 200]  # step 1, then every log_interval
     assert all({"lr", "tokens_per_s"} <= m.keys() for m in train_logs)
     vals = [m["val_loss"] for m in metrics if "val_loss" in m]
     uniform = torch.log(
