@@ -71,7 +71,7 @@ def load_shards(
         raise UserError(f"data.align must be one of {', '.join(ALIGN)}, got {align!r}")
     folder = Path(path).expanduser() if path is not None else None
     meta = read_folder_meta(folder) if folder is not None else None
-    metas = FolderMetas()
+    metas = FolderMetas(meta)
     train_split = find_split("train", train, meta, metas)
     val_split = find_split("val", val, meta, metas)
     own = meta or metas(train_split.paths[0])
@@ -153,8 +153,11 @@ def match_shards(pattern: str, name: str, key: str, metas: "FolderMetas") -> lis
 class FolderMetas:
     """The meta.json of each folder shards are found in, read once per folder (None: it has none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: ShardMeta | None = None) -> None:
+        """``known``: data.path's meta.json, already read: not read again."""
         self._metas: dict[Path, ShardMeta | None] = {}
+        if known is not None:
+            self._metas[known.folder.resolve()] = known
 
     def __call__(self, shard: Path) -> ShardMeta | None:
         folder = shard.parent.resolve()
