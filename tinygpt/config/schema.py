@@ -153,7 +153,11 @@ class TrainSchema:
 
 
 # Checks on the groups' keys, declared beside the top-level ones: dotted key -> check.
-GROUP_CHECKS = {"optim.lr": Check(lambda v: v > 0, "positive")}
+POSITIVE_OR_ABSENT = Check(lambda v: v is None or v > 0, "positive")  # absent: an optimizer file without it
+GROUP_CHECKS = {
+    "optim.lr": Check(lambda v: v > 0, "positive"),
+    **{f"optim.{k}": POSITIVE_OR_ABSENT for k in ("embed_lr_scale", "head_lr_scale", "scalar_lr_scale")},
+}
 RANGES: dict[str, Check] = {**checks_of(TrainSchema), **GROUP_CHECKS}
 
 

@@ -20,50 +20,107 @@ from tinygpt.errors import UserError
 ParamGroups = list[dict[str, Any]]
 
 # Keys of conf/optim/*.yaml that shape the parameter groups and are no argument of the optimizer.
-GROUPING_KEYS = ("decay_embeddings",)
+LR_SCALES = {"embed": "embed_lr_scale", "head": "head_lr_scale", "scalars": "scalar_lr_scale"}
+GROUPING_KEYS = ("decay_embeddings", *LR_SCALES.values())
+GROUP_ORDER = ("hidden", "head", "embed", "scalars", "no_decay")
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool = False) -> ParamGroups:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    decay_embeddings: bool = False,
+    lr_scales: dict[str, float] | None = None,
+) -> ParamGroups:
     """Parameter groups, each named for what it holds:
 
     - ``hidden``: the 2-D weight matrices inside the blocks; decayed (and Muon's share);
     - ``head``: an untied lm_head, plus the embeddings when ``decay_embeddings``; decayed;
     - ``no_decay``: norms, biases, and the embeddings otherwise.
 
-    Tied weights appear once (``named_parameters`` skips duplicates), so a tied lm_head is the embedding.
+    ``lr_scales`` (``{"embed": s, "head": s, "scalars": s}``, each a multiplier of the schedule's lr, 1 when
+    absent) splits groups out where a scale is not 1, each holding its ``lr_scale`` (``set_lr`` applies it):
+
+    - ``embed``: every nn.Embedding's weight (token table, learned positions, value embeddings), when the
+      embedding or the head scale is not 1; decayed only with ``decay_embeddings``;
+    - ``head`` then holds the untied lm_head alone; a tied one is the token table, so a head scale other
+      than 1 is refused for it;
+    - ``scalars``: the model's ``scalar_parameters()`` (learned gains and mixing weights); never decayed.
+
+    With every scale 1 the groups are the ones above, in that order, without ``lr_scale``: checkpoints of
+    earlier versions load into them. Tied weights appear once (``named_parameters`` skips duplicates).
     """
+    scales = {name: 1.0 for name in LR_SCALES} | (lr_scales or {})
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    groups: dict[str, list[nn.Parameter]] = {"hidden": [], "head": [], "no_decay": []}
+    split_out = split_out_groups(model, embedding_ids, scales)
+    groups: dict[str, list[nn.Parameter]] = {name: [] for name in GROUP_ORDER}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.dim() < 2 or (id(p) in embedding_ids and not decay_embeddings):
-            groups["no_decay"].append(p)
-        elif id(p) in embedding_ids or name.startswith("lm_head"):
-            groups["head"].append(p)
-        else:
-            groups["hidden"].append(p)
+        if p.requires_grad:
+            group = split_out.get(id(p)) or default_group(name, p, id(p) in embedding_ids, decay_embeddings)
+            groups[group].append(p)
+    if scales["head"] != 1 and not groups["head"]:
+        raise UserError(
+            f"optim.head_lr_scale={scales['head']:g} needs an untied lm_head (model.tie_weights=false): "
+            "a tied head is the token embedding, scaled by optim.embed_lr_scale"
+        )
+    decays = {
+        "hidden": weight_decay,
+        "head": weight_decay,
+        "embed": weight_decay if decay_embeddings else 0.0,
+    }
     return [
-        {"name": name, "params": params, "weight_decay": 0.0 if name == "no_decay" else weight_decay}
+        {"name": name, "params": params, "weight_decay": decays.get(name, 0.0)} | scale_of(name, scales)
         for name, params in groups.items()
         if params
     ]
 
 
+def split_out_groups(model: nn.Module, embedding_ids: set[int], scales: dict[str, float]) -> dict[int, str]:
+    """Parameter id -> the group its lr scale puts it in (``embed`` or ``scalars``); the others absent."""
+    split = {}
+    if scales["embed"] != 1 or scales["head"] != 1:  # the head's scale must not reach decayed embeddings
+        split |= {i: "embed" for i in embedding_ids}
+    if scales["scalars"] != 1:
+        split |= {id(p): "scalars" for p in getattr(model, "scalar_parameters", lambda: [])()}
+    return split
+
+
+def scale_of(group: str, scales: dict[str, float]) -> dict[str, float]:
+    """The ``lr_scale`` entry of a group dict: on the split-out groups, never on today's ones at scale 1."""
+    if group in ("embed", "scalars") or (group == "head" and scales["head"] != 1):
+        return {"lr_scale": float(scales[group])}
+    return {}
+
+
+def default_group(name: str, p: nn.Parameter, is_embedding: bool, decay_embeddings: bool) -> str:
+    """The group of a parameter that no lr scale splits out: ``hidden``, ``head`` or ``no_decay``."""
+    if p.dim() < 2 or (is_embedding and not decay_embeddings):
+        return "no_decay"
+    if is_embedding or name.startswith("lm_head"):
+        return "head"
+    return "hidden"
+
+
+def lr_scales_of(optim_cfg: DictConfig) -> dict[str, float]:
+    """The groups' lr multipliers an optimizer config sets (a config without them: all 1)."""
+    return {group: float(optim_cfg.get(key, 1.0)) for group, key in LR_SCALES.items()}
+
+
 def build_optimizer(model: nn.Module, optim_cfg: DictConfig) -> torch.optim.Optimizer:
     """The optimizer ``optim_cfg`` (the ``optim`` node of the config) names, over ``model``'s groups."""
-    groups = param_groups(model, optim_cfg.weight_decay, optim_cfg.decay_embeddings)
+    decay_embeddings = bool(optim_cfg.get("decay_embeddings", False))
+    groups = param_groups(model, optim_cfg.weight_decay, decay_embeddings, lr_scales_of(optim_cfg))
     arguments = OmegaConf.to_container(optim_cfg, resolve=True)
     for key in GROUPING_KEYS:
-        del arguments[key]
+        arguments.pop(key, None)
     # "all": plain lists, as a ListConfig in the optimizer's state would not load with weights_only=True.
     return instantiate(arguments, _convert_="all")(groups)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate (the schedule's value for this step)."""
+    """Set every group's learning rate: the schedule's value for this step times the group's ``lr_scale``
+    (1 where a group has none, as in checkpoints of earlier versions)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def _on_cuda(groups: ParamGroups) -> bool:
