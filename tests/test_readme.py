@@ -31,20 +31,21 @@ How a line runs:
   (``out=``, ``--out``, ...) is made by running that command first (``init_from=hf/x`` after
   ``export ... out=hf/x``).
 
-The shrink, the only change to a line. Training overrides appended after the line's own (so they
-win): a 2-layer model of 8 dimensions per head (the line's head counts and block size are kept: a
-longer text than a tiny context holds fails in transformers), 4 sequences per rank and micro-step, 2
-steps, 2 eval batches, 8-token samples, ``device=cpu``; tiny-shakespeare (no network here) is a local
-file via ``data.path``. A resume keeps the keys it sets itself (but max_steps), so that what a resume
-refuses is refused here too. A sweep runs two jobs (its first swept key keeps two values, any other
-one), Optuna 2 trials, joblib in this process (``n_jobs=1``: two workers importing torch cost ~12 s;
-test_sweeps.py runs them). ``bench`` times 2 steps after 1 warm-up. ``compile=true`` uses
-torch.compile's ``eager`` backend in-process (Dynamo still captures the model) and becomes
-``compile=false`` in bash: inductor's C++ build takes 60-70 s per line on a 2-core machine (measured;
-test_recipe_train.py runs it). Processes get ``OMP_NUM_THREADS=1`` (on a busy 2-core machine two
-threads per process spin against each other) and ``WANDB_MODE=offline``. Before it is shrunk, a
-training line's config is composed and checked as written (keys, JSON config, values, every value of
-a sweep) and its model built on the meta device, so its shape checks run.
+The shrink, the only change to a line. Training overrides appended after the line's own (so they win):
+a 2-layer model of 8 dimensions per head (the line's head counts and block size are kept: a longer
+text than a tiny context holds fails in transformers), 4 sequences per rank and micro-step (a
+batch-size schedule starting from 1), 2 steps, 2 eval batches, 8-token samples, ``device=cpu``;
+tiny-shakespeare (no network here) is a local file via ``data.path``. A resume keeps the keys it sets
+itself (but max_steps), so that what a resume refuses is refused here too. A sweep runs two jobs (its
+first swept key keeps two values, any other one), Optuna 2 trials, joblib in this process
+(``n_jobs=1``: two workers importing torch cost ~12 s; test_sweeps.py runs them). ``bench`` times 2
+steps after 1 warm-up. ``compile=true`` uses torch.compile's ``eager`` backend in-process (Dynamo
+still captures the model) and becomes ``compile=false`` in bash: inductor's C++ build takes 60-70 s
+per line on a 2-core machine (measured; test_recipe_train.py runs it). Processes get
+``OMP_NUM_THREADS=1`` (on a busy 2-core machine two threads per process spin against each other) and
+``WANDB_MODE=offline``. Before it is shrunk, a training line's config is composed and checked as
+written (keys, JSON config, values, every value of a sweep) and its model built on the meta device, so
+its shape checks run.
 """
 
 import contextlib
@@ -362,6 +363,8 @@ def training_shrink(cfg: DictConfig, world: int, stand_in: Path, in_process: boo
         shrink.append("hydra.launcher.n_jobs=1")  # 1 runs the jobs in this process
     if cfg.compile and not in_process:
         shrink.append("compile=false")
+    if cfg.batch_size_start is not None:  # the schedule stays on: from 1 sequence per rank and micro-step
+        shrink.append(f"batch_size_start={world * cfg.grad_accum_steps}")
     return shrink
 
 

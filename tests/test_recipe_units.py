@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinygpt.model.loss import lm_loss
-from tinygpt.training.schedule import constant, cosine, curriculum_block_size, wsd
+from tinygpt.training.schedule import constant, cosine, staged_size, wsd
 from tinygpt.training.state import make_ema
 from tinygpt.training.step import update_ema
 
@@ -73,5 +73,5 @@ def test_ema_matches_its_closed_form():
 def test_curriculum_grows_in_multiples_of_the_start():
     # linear target 32 + 96 * step / 100, rounded down to a multiple of 32; 128 from step 100 on
     steps = (0, 33, 34, 66, 67, 99, 100, 500)  # targets 32, 63.7, 64.6, 95.4, 96.3, 127.0, -, -
-    assert [curriculum_block_size(s, 32, 128, 100) for s in steps] == [32, 32, 64, 64, 96, 96, 128, 128]
-    assert curriculum_block_size(0, None, 128, 100) == 128
+    assert [staged_size(s, 32, 128, 100) for s in steps] == [32, 32, 64, 64, 96, 96, 128, 128]
+    assert staged_size(0, None, 128, 100) == 128

@@ -134,6 +134,14 @@ class TrainSchema:
         "steps over which the block size grows (null = the first half of training)",
         Check(lambda v: v is None or v >= 0, ">= 0 or null"),
     )
+    batch_size_start: int | None = key(
+        None, "e.g. 8: grow the batch from this to batch_size over batch_size_steps, in multiples of it"
+    )
+    batch_size_steps: int | None = key(
+        None,
+        "steps over which the batch grows (null = the first half of training)",
+        Check(lambda v: v is None or v >= 0, ">= 0 or null"),
+    )
     max_skipped_steps: int = key(10, "stop after this many non-finite steps in a row", POSITIVE)
     dist_timeout_s: int = key(
         600,
@@ -176,13 +184,7 @@ def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
         raise UserError(
             f"sample_tokens must be a positive integer when sample_interval > 0, got {cfg.sample_tokens}"
         )
-    if cfg.batch_size % (world_size * cfg.grad_accum_steps):  # batch_size is global: ranks x micro-steps
-        split = (
-            f"world size x grad_accum_steps ({world_size} x {cfg.grad_accum_steps})"
-            if world_size > 1
-            else f"grad_accum_steps ({cfg.grad_accum_steps})"
-        )
-        raise UserError(f"batch_size ({cfg.batch_size}, global) must be divisible by {split}")
+    check_batch_sizes(cfg, world_size)
     if cfg.cuda_graph and cfg.compile and str(cfg.compile_mode) == "reduce-overhead":
         raise UserError(
             "cuda_graph=true records the whole step as one CUDA graph, and compile_mode=reduce-overhead "
@@ -199,4 +201,27 @@ def check_train_config(cfg: DictConfig, world_size: int = 1) -> None:
         raise UserError(
             f"curriculum_start_block_size must be between 1 and model.block_size ({cfg.model.block_size}), "
             f"got {start}"
+        )
+
+
+def check_batch_sizes(cfg: DictConfig, world_size: int) -> None:
+    """Every step's batch (``batch_size``, and the batch-size schedule's stages: multiples of
+    ``batch_size_start``) splits evenly over the ranks and their micro-steps."""
+    parts = world_size * cfg.grad_accum_steps  # batch sizes are global: ranks x micro-steps
+    split = (
+        f"world size x grad_accum_steps ({world_size} x {cfg.grad_accum_steps})"
+        if world_size > 1
+        else f"grad_accum_steps ({cfg.grad_accum_steps})"
+    )
+    if cfg.batch_size % parts:
+        raise UserError(f"batch_size ({cfg.batch_size}, global) must be divisible by {split}")
+    start = cfg.batch_size_start
+    if start is None:
+        return
+    if not 1 <= start <= cfg.batch_size:
+        raise UserError(f"batch_size_start must be between 1 and batch_size ({cfg.batch_size}), got {start}")
+    if start % parts:
+        raise UserError(
+            f"batch_size_start ({start}, global) must be divisible by {split}: "
+            "every stage of the batch-size schedule is a multiple of it"
         )

@@ -56,6 +56,7 @@ def get_batch(
     sampling: str = "random",
     device: torch.device | str = "cpu",
     doc_starts: np.ndarray | None = None,
+    drawn: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's windows x (B, T) and their next-token targets y (B, T), B = batch_size / world_size.
 
@@ -65,7 +66,8 @@ def get_batch(
 
     - ``random``: windows start anywhere, drawn from (seed, index), distinct within a global batch;
     - ``epoch``: the split is cut into disjoint windows (starts at multiples of block_size), and each
-      epoch visits every one of them once, in an order shuffled by (seed, epoch).
+      epoch visits every one of them once, in an order shuffled by (seed, epoch); ``drawn``: the windows
+      the batches before this one took (default ``index * batch_size``; a batch-size schedule's differ).
 
     ``doc_starts`` (data.align=bos: the sorted positions of the documents' first tokens) makes every
     window start at a document's first token: ``random`` draws among the documents, ``epoch`` visits
@@ -95,7 +97,8 @@ def get_batch(
         picks = rng.choice(n_choices, size=batch_size, replace=batch_size > n_choices)
         picks = picks[rank * local : (rank + 1) * local]
     else:
-        position = index * batch_size + rank * local + np.arange(local)  # windows drawn since step 0
+        before = index * batch_size if drawn is None else drawn
+        position = before + rank * local + np.arange(local)  # windows drawn since step 0
         picks = epoch_picks(seed, n_choices, position)
         if candidates is None:
             picks = picks * block_size  # the disjoint windows' starts

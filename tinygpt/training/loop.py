@@ -1,5 +1,5 @@
 """The training loop: ``train`` locks the run directory and builds a ``Job`` (tinygpt/training/job.py);
-``run_loop`` then, for each step, sets the LR and block size, draws the step's batch and calls
+``run_loop`` then, for each step, sets the LR, batch size and block size, draws the step's batch and calls
 ``train_step`` (tinygpt/training/step.py), and after it runs the periodic actions
 (tinygpt/training/periodic.py): log, evaluate (and keep the best checkpoint), sample, checkpoint.
 Everything a run writes goes to its run directory; rank 0 alone writes under DDP.
@@ -30,7 +30,7 @@ from tinygpt.training.optim import set_lr
 from tinygpt.training.periodic import evaluate_and_keep_best, log_sample, log_training, save, stop_if_diverged
 from tinygpt.training.resume import checkpoint_to_resume, record_resume
 from tinygpt.training.rundir import locked_run_dir
-from tinygpt.training.schedule import curriculum_block_size
+from tinygpt.training.schedule import sequences_before, staged_size
 from tinygpt.training.step import StepStats, train_step
 from tinygpt.training.stopping import STOP, Interrupted
 from tinygpt.training.summary import summary_line
@@ -94,7 +94,6 @@ def train(
 def run_loop(job: Job) -> None:
     """The training loop: schedule, batch, step, then the periodic actions."""
     cfg, state = job.cfg, job.state
-    curriculum_steps = cfg.curriculum_steps if cfg.curriculum_steps is not None else cfg.max_steps // 2
     throughput = Throughput(state.tokens_seen)
     whole_run = Throughput(state.tokens_seen)
     state.model.train()
@@ -103,19 +102,18 @@ def run_loop(job: Job) -> None:
         while state.step < cfg.max_steps:
             lr = cfg.optim.lr * job.lr_factor(state.step, cfg.max_steps)
             set_lr(state.optimizer, lr)
-            block_size = curriculum_block_size(
-                state.step, cfg.curriculum_start_block_size, cfg.model.block_size, curriculum_steps
-            )
-            x, y = training_batch(job, block_size)
+            batch_size, block_size = step_shape(cfg, state.step)
+            x, y = training_batch(job, batch_size, block_size)
             stats = take_step(job, x, y)
             state.step += 1
-            state.tokens_seen += cfg.batch_size * block_size
+            state.tokens_seen += batch_size * block_size  # the tokens this step trained on
 
             logs = job.due(cfg.log_interval) or state.step == 1  # the first step shows the run is under way
             if logs or job.due(cfg.eval_interval) or job.due(cfg.ckpt_interval):
                 stop_if_diverged(job)
             if logs:
-                log_training(job, stats, lr, block_size, throughput.rate(state.tokens_seen), show_progress)
+                shape = (batch_size, block_size)
+                log_training(job, stats, lr, shape, throughput.rate(state.tokens_seen), show_progress)
             stop = STOP.agreed(job.world)  # a signal on any rank: every rank stops after this step
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
@@ -148,12 +146,33 @@ def take_step(job: Job, x: torch.Tensor, y: torch.Tensor) -> StepStats:
     return train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
 
 
-def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def step_shape(cfg: DictConfig, step: int) -> tuple[int, int]:
+    """The global batch size and the block size of ``step``: the batch and length schedules (each a
+    constant when off, its steps the first half of training when null)."""
+    return (
+        staged_size(step, cfg.batch_size_start, cfg.batch_size, growth_steps(cfg.batch_size_steps, cfg)),
+        staged_size(
+            step,
+            cfg.curriculum_start_block_size,
+            cfg.model.block_size,
+            growth_steps(cfg.curriculum_steps, cfg),
+        ),
+    )
+
+
+def growth_steps(steps: int | None, cfg: DictConfig) -> int:
+    return steps if steps is not None else cfg.max_steps // 2
+
+
+def training_batch(job: Job, batch_size: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's rows of the step's global batch, a pure function of (seed, step): resume-exact."""
     cfg, world = job.cfg, job.world
+    drawn = sequences_before(
+        job.state.step, cfg.batch_size_start, cfg.batch_size, growth_steps(cfg.batch_size_steps, cfg)
+    )
     return get_batch(
         job.train_ids,
-        cfg.batch_size,
+        batch_size,
         block_size,
         (cfg.seed, TRAIN_STREAM),
         job.state.step,
@@ -162,6 +181,7 @@ def training_batch(job: Job, block_size: int) -> tuple[torch.Tensor, torch.Tenso
         sampling=job.data.sampling,
         device=job.device,
         doc_starts=job.data.train_doc_starts,
+        drawn=drawn,
     )
 
 

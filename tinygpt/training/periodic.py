@@ -37,9 +37,10 @@ def stop_if_diverged(job: Job) -> None:
         raise UserError(stop_message(job.state.step, worst, job.cfg, job.run_dir, job.state.best_val_loss))
 
 
-def train_record(job: Job, stats: StepStats, lr: float, block_size: int, tokens_per_s: float) -> dict:
-    """The metrics.jsonl record of a training step: a new training metric is added here."""
-    state = job.state
+def train_record(job: Job, stats: StepStats, lr: float, shape: tuple[int, int], tokens_per_s: float) -> dict:
+    """The metrics.jsonl record of a training step (``shape``: its global batch size and block size): a new
+    training metric is added here."""
+    state, (batch_size, block_size) = job.state, shape
     record = dict(
         time=time.time(),
         step=state.step,
@@ -48,6 +49,7 @@ def train_record(job: Job, stats: StepStats, lr: float, block_size: int, tokens_
         grad_norm=stats.grad_norm.item(),
         tokens_per_s=tokens_per_s,
         tokens_seen=state.tokens_seen,
+        batch_size=batch_size,
         block_size=block_size,
         skipped_steps=int(state.skipped_total.item()),
         tflops=tokens_per_s * job.flops_per_token / 1e12,  # achieved, at this step's block size
@@ -61,11 +63,11 @@ def log_training(
     job: Job,
     stats: StepStats,
     lr: float,
-    block_size: int,
+    shape: tuple[int, int],
     tokens_per_s: float,
     show_progress: Callable[[int, str], None] | None,
 ) -> None:
-    record = train_record(job, stats, lr, block_size, tokens_per_s)
+    record = train_record(job, stats, lr, shape, tokens_per_s)
     job.logger.log(record)
     if record["skipped_steps"] > job.skipped_logged:
         log.warning(

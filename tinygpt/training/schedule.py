@@ -1,11 +1,14 @@
-"""Learning-rate schedules and the block-size curriculum, as pure functions of the step.
+"""Learning-rate schedules, and the batch and length schedules (batch size, block-size curriculum), as pure
+functions of the step.
 
 A schedule maps (step, max_steps) to a factor on ``optim.lr``; ``step`` counts optimizer steps from 0,
 and the factor for step s is used by the update that makes step s+1. Warmup is linear and reaches 1
 at step ``warmup_steps - 1``.
 """
 
+import itertools
 import math
+from functools import lru_cache
 
 from tinygpt.errors import UserError
 
@@ -53,10 +56,27 @@ def wsd(
     return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - shape)
 
 
-def curriculum_block_size(step: int, start: int | None, end: int, steps: int) -> int:
-    """Block size at ``step``: grows linearly from ``start`` to ``end`` over ``steps``, in multiples of
-    ``start`` (few distinct shapes, so a compiled model recompiles only a few times); ``end`` after."""
+def staged_size(step: int, start: int | None, end: int, steps: int) -> int:
+    """A size at ``step`` that grows linearly from ``start`` to ``end`` over ``steps``, in multiples of
+    ``start`` (few distinct shapes, so a compiled model recompiles, and a CUDA graph re-records, only once
+    per stage); ``end`` after, and throughout when ``start`` is None. The block-size curriculum and the
+    batch-size schedule both follow it."""
     if start is None or step >= steps:
         return end
     grown = start + (end - start) * step / steps
     return min(end, start * max(1, int(grown // start)))
+
+
+def sequences_before(step: int, start: int | None, end: int, steps: int) -> int:
+    """Sequences the batch-size schedule ``staged_size(s, start, end, steps)`` draws over steps 0..step-1:
+    where sampling=epoch takes up its order at ``step``."""
+    if start is None:
+        return step * end
+    drawn = _drawn_during_growth(start, end, steps)  # (steps + 1,)
+    return int(drawn[min(step, steps)]) + max(0, step - steps) * end
+
+
+@lru_cache(maxsize=4)
+def _drawn_during_growth(start: int, end: int, steps: int) -> tuple[int, ...]:
+    """Sequences drawn before each step 0..steps of the growth (computed once per run)."""
+    return (0, *itertools.accumulate(staged_size(s, start, end, steps) for s in range(steps)))
