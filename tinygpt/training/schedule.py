@@ -58,7 +58,7 @@ def wsd(
 
 def staged_size(step: int, start: int | None, end: int, steps: int) -> int:
     """A size at ``step`` that grows linearly from ``start`` to ``end`` over ``steps``, in multiples of
-    ``start`` (few distinct shapes, so a compiled model recompiles, and a CUDA graph re-records, only once
+    ``start`` (few distinct shapes, so a compiled model recompiles, and a CUDA graph re-records, at most once
     per stage); ``end`` after, and throughout when ``start`` is None. The block-size curriculum and the
     batch-size schedule both follow it."""
     if start is None or step >= steps:
