@@ -16,6 +16,7 @@ from tinygpt.inference.cache import new_cache
 from tinygpt.inference.engine import generate
 from tinygpt.model import gpt
 from tinygpt.training.checkpoint import load_checkpoint
+from tinygpt.training.flops import flops_per_token
 from tinygpt.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -299,14 +300,18 @@ def test_gradient_checkpointing_computes_the_same_step():
 
 @pytest.mark.slow  # ~10 s of tracing on one core
 def test_the_step_compiles_whole_and_computes_what_eager_does():
-    """No data-dependent Python in the forward + backward with every option on: it traces as one graph
-    (fullgraph fails on a break; aot_eager traces the backward too)."""
+    """No data-dependent Python in the forward + backward with every option on, nor in the one-token
+    decode step: they trace as one graph each (fullgraph fails on a break; aot_eager traces the backward
+    too) and compute what eager does."""
     model = sharp(*ALL_ON_VARIANTS["rope, long window (ring cache)"]).train()
     idx = torch.randint(0, 50, (2, 13), generator=torch.Generator().manual_seed(1))
     eager = loss_and_grads(model, idx)
     compiled = loss_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), idx)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b)
+    model.eval()
+    tokens = generate(model, idx, 8, top_k=1, static_cache=True)
+    assert torch.equal(generate(model, idx, 8, top_k=1, static_cache=True, compile_step=True), tokens)
 
 
 def test_training_with_every_option_on_trains_and_resumes_bitwise(tmp_path):
@@ -349,3 +354,8 @@ def test_export_refuses_an_option_transformers_has_not(override, option):
 def test_export_takes_a_zero_init_proj_model_it_only_started_at_zero():
     model_cfg = resolved(compose_train("model=llama", "model.zero_init_proj=true"))["model"]
     assert to_hf_config(model_cfg, vocab_size=50)["model_type"] == "qwen3"
+
+
+def test_the_flops_estimate_counts_each_layers_window():
+    plain, patterned = build_model(), build_model(*WINDOWS)  # TINY: 2 layers, n_embd 32, block_size 32
+    assert flops_per_token(plain, 32) - flops_per_token(patterned, 32) == 12 * 32 * (32 - 3)
