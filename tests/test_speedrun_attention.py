@@ -190,6 +190,28 @@ def test_each_layer_attends_within_its_own_window(preset):
     assert reached == {2: [True] * 4, 3: [False, True] * 2, 5: [False, True] * 2, 6: [False] * 4}
 
 
+def test_the_short_window_and_the_document_mask_both_apply():
+    """A token 2 back is inside every window; a document token between them hides it from every layer."""
+    model = sharp("model.n_layer=2", "model.doc_mask=true", *WINDOWS, bos_id=0)
+    x, pos = torch.randn(1, 12, 32), torch.arange(12)
+    other = x.clone()
+    other[:, 9] += 1.0
+    for starts_at, reached in ((None, [True, True]), (10, [False, False])):
+        starts = torch.zeros(1, 12, dtype=torch.bool)
+        if starts_at is not None:
+            starts[0, starts_at] = True
+        docs = gpt.document_ids(starts)  # (1, 12)
+        with torch.no_grad():
+            outs = [
+                (
+                    b.attn(x, pos, model.transformer.wpe.rotate, None, docs),
+                    b.attn(other, pos, model.transformer.wpe.rotate, None, docs),
+                )
+                for b in model.transformer.h
+            ]
+        assert [not torch.allclose(a[:, 11], b[:, 11]) for a, b in outs] == reached
+
+
 def test_without_sliding_window_the_long_layers_attend_to_the_whole_context():
     model = build_model("model.n_layer=3", "model.window_pattern=SSL", "model.short_window=4")
     assert model.layer_windows == [4, 4, None]
