@@ -20,7 +20,14 @@ MOVED = {
 }
 
 # model keys added later -> the value an older run's model had (it had no such option)
-MODEL_ADDED = {"doc_mask": False}
+MODEL_ADDED = {
+    "doc_mask": False,
+    "zero_init_proj": False,
+    "value_embeds": 0,
+    "unet_skips": False,
+    "window_pattern": None,
+    "short_window": None,
+}
 GPT_TARGET = "tinygpt.model.GPT"
 
 

@@ -116,8 +116,25 @@ def class_name(part: dict[str, Any], key: str) -> str:
     return target.rsplit(".", 1)[-1]
 
 
+# model options no transformers architecture has -> their off value (model.zero_init_proj is not
+# here: it only sets the starting weights, and the trained model is a plain one)
+NO_ARCHITECTURE = {"value_embeds": 0, "unet_skips": False, "window_pattern": None}
+
+
+def refuse_speedrun_options(model: dict[str, Any]) -> None:
+    """Refuse, naming it, a speedrun option that changes what the model computes (transformers has none)."""
+    for key, off in NO_ARCHITECTURE.items():
+        value = model.get(key, off)
+        if value != off and not (key == "window_pattern" and "S" not in str(value)):  # all L: plain windows
+            raise UserError(
+                f"model.{key}={value} has no transformers architecture; export a run trained with "
+                f"model.{key}={'null' if off is None else str(off).lower()}"
+            )
+
+
 def read_options(model: dict[str, Any]) -> Options:
     """The options of a resolved model config (``effective_config.json``'s ``model``)."""
+    refuse_speedrun_options(model)
     norm, pos, mlp = model["norm"], model["pos"], model["mlp"]
     n_embd = model["n_embd"]
     mlp_kind = class_name(mlp, "model.mlp")
@@ -386,6 +403,9 @@ def our_model(
     defaults = dict(
         n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None, doc_mask=False
     )  # doc_mask: transformers models attend across documents
+    defaults.update(
+        zero_init_proj=False, value_embeds=0, unet_skips=False, window_pattern=None, short_window=None
+    )
     parts = dict(norm=norm, pos=pos, mlp=mlp)
     return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
 

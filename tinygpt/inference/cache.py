@@ -141,17 +141,19 @@ def slide_keep(model: GPT) -> int:
     return model.block_size - model.block_size // 4
 
 
-def cache_capacity(model: GPT) -> int:
-    """Keys a layer's cache holds under ``model``'s context rule: its window, or at most block_size."""
+def cache_capacity(model: GPT, window: int | None) -> int:
+    """Keys the cache of a layer attending within ``window`` (None: full causal) holds under ``model``'s
+    context rule: its window, or at most block_size. A ``window_pattern`` model's short layers get a
+    ring of their short window: a new token attends to every key of it."""
     if past_block_size(model) == "ring":
-        return model.sliding_window
-    return min(model.sliding_window or model.block_size, model.block_size)
+        return window
+    return min(window or model.block_size, model.block_size)
 
 
 def new_cache(model: GPT, fixed_shapes: bool = False) -> list[KVCache]:
     """One empty KVCache per layer of ``model``, on its device, as large as its context rule needs."""
     pos = torch.empty(1, dtype=torch.long, device=model.lm_head.weight.device)  # shared by every layer
-    return [KVCache(cache_capacity(model), pos, fixed_shapes) for _ in range(model.n_layer)]
+    return [KVCache(cache_capacity(model, window), pos, fixed_shapes) for window in model.layer_windows]
 
 
 def fit_context(model: GPT, prompt_len: int, max_new_tokens: int) -> bool:

@@ -14,10 +14,18 @@ With ``doc_mask`` a token attends only to earlier tokens of its own document: th
 document tokens up to and including it (``document_ids``). The mask is a boolean (B, 1, T, T) for
 scaled-dot-product attention, built from the ids by tensor ops alone (no host sync: compile and CUDA
 graphs record it).
+
+Four options from the modded-nanogpt speedrun, all off by default (off, the model is the one it was):
+``zero_init_proj`` starts the residual projections at zero (each block starts as the identity);
+``value_embeds`` mixes N extra token tables into the values of the first and last N layers;
+``unet_skips`` adds the first half's block outputs, weighted, to the mirrored second-half inputs;
+``window_pattern`` gives each layer a short (S) or long (L) attention window. The mixing scalars
+these add are listed by ``GPT.scalar_parameters`` (the optimizer groups them apart).
 """
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -78,6 +86,7 @@ class CausalSelfAttention(nn.Module):
         dropout: float,
         qk_norm: bool,
         sliding_window: int | None,
+        value_embed: bool = False,
     ):
         super().__init__()
         self.n_head, self.n_kv_head = n_head, n_kv_head
@@ -88,7 +97,10 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = norm(self.head_dim) if qk_norm else nn.Identity()
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
-        self.sliding_window = sliding_window
+        self.sliding_window = sliding_window  # this layer's window (window_pattern: short or long)
+        # value_embeds: v = a*v + b*ve, (a, b) learned, both 1 at init: the plain sum v + ve, whose
+        # table starts as small as the token embedding (std 0.02) and gets v's whole gradient
+        self.ve_mix = nn.Parameter(torch.ones(2)) if value_embed else None
 
     def forward(
         self,
@@ -97,8 +109,10 @@ class CausalSelfAttention(nn.Module):
         rotate: Callable,
         cache: LayerCache | None = None,
         docs: torch.Tensor | None = None,
+        ve: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, T, C) at positions pos (T,) -> (B, T, C); ``docs`` (B, T): document ids, or None."""
+        """x (B, T, C) at positions pos (T,) -> (B, T, C); ``docs`` (B, T): document ids, or None;
+        ``ve`` (B, T, n_kv_head * head_dim): these tokens' value embedding, or None."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(
             [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim],
@@ -107,6 +121,9 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        if ve is not None:  # mixed in before the cache stores v
+            ve = ve.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+            v = self.ve_mix[0] * v + self.ve_mix[1] * ve
         q, k = rotate(self.q_norm(q), self.k_norm(k), pos)
         if cache is not None:
             k, v = cache.update(k, v, docs)  # (B, nkv, T or every cached token, hd)
@@ -182,10 +199,11 @@ class Block(nn.Module):
         rotate: Callable,
         cache: LayerCache | None = None,
         docs: torch.Tensor | None = None,
+        ve: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.parallel:
-            return x + self.attn(self.ln_1(x), pos, rotate, cache, docs) + self.mlp(self.ln_2(x))
-        x = x + self.attn(self.ln_1(x), pos, rotate, cache, docs)
+            return x + self.attn(self.ln_1(x), pos, rotate, cache, docs, ve) + self.mlp(self.ln_2(x))
+        x = x + self.attn(self.ln_1(x), pos, rotate, cache, docs, ve)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -212,6 +230,11 @@ class GPT(nn.Module):
         parallel_block: bool = False,
         sliding_window: int | None = None,
         doc_mask: bool = False,
+        zero_init_proj: bool = False,
+        value_embeds: int = 0,
+        unet_skips: bool = False,
+        window_pattern: str | None = None,
+        short_window: int | None = None,
         bos_id: int | None = None,
     ):
         super().__init__()
@@ -222,38 +245,79 @@ class GPT(nn.Module):
         )
         self.block_size = block_size
         self.n_layer = n_layer
-        self.sliding_window = sliding_window
+        self.sliding_window = sliding_window  # the long window (the model's context rule)
+        self.layer_windows = layer_windows(n_layer, block_size, sliding_window, window_pattern, short_window)
         check_doc_mask(doc_mask, bos_id)
+        check_speedrun_options(n_layer, zero_init_proj, value_embeds, unet_skips)
         self.doc_mask, self.bos_id = doc_mask, bos_id
+        self.value_embeds = value_embeds
         # set by the loop: recompute each block, and the head + loss a chunk at a time, in backward
         self.grad_checkpointing = False
+        head_dim = n_embd // n_head
+        attention = partial(CausalSelfAttention, n_embd, n_head, n_kv_head, norm, bias, dropout, qk_norm)
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab_size, n_embd),
-                wpe=pos(block_size, n_embd, n_embd // n_head),  # learned table, or RoPE (no parameters)
+                wpe=pos(block_size, n_embd, head_dim),  # learned table, or RoPE (no parameters)
                 drop=nn.Dropout(dropout),
-                h=nn.ModuleList(
-                    Block(
-                        n_embd,
-                        CausalSelfAttention(
-                            n_embd, n_head, n_kv_head, norm, bias, dropout, qk_norm, sliding_window
-                        ),
-                        mlp(n_embd, bias=bias, dropout=dropout),
-                        norm,
-                        parallel_block,
-                    )
-                    for _ in range(n_layer)
+                h=self.make_blocks(
+                    n_embd, attention, partial(mlp, n_embd, bias=bias, dropout=dropout), norm, parallel_block
                 ),
                 ln_f=norm(n_embd),
             )
         )
+        self.add_mixing_parts(vocab_size, n_kv_head * head_dim, unet_skips)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         if tie_weights:
             self.lm_head.weight = self.transformer.wte.weight  # one tensor for input and output embedding
         self.apply(self._init_weights)
+        self.init_residual_projections(zero_init_proj)
+
+    def init_residual_projections(self, zero: bool) -> None:
+        """The projections back into the residual stream: GPT-2's scaled normal, or with ``zero``
+        (``zero_init_proj``, modded-nanogpt) zeros, so that each block starts as the identity."""
         for name, p in self.named_parameters():
-            if name.endswith(("c_proj.weight", "down_proj.weight")):  # residual projections, GPT-2 paper
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+            if name.endswith(("c_proj.weight", "down_proj.weight")):  # attention's and the MLP's
+                if zero:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.n_layer))
+
+    def make_blocks(
+        self,
+        n_embd: int,
+        attention: Callable[..., CausalSelfAttention],
+        mlp: Callable[[], nn.Module],
+        norm: NormFactory,
+        parallel: bool,
+    ) -> nn.ModuleList:
+        """The n_layer blocks: ``attention(window, value_embed)`` gets each layer's window and whether
+        it mixes a value embedding in."""
+        return nn.ModuleList(
+            Block(n_embd, attention(window, table is not None), mlp(), norm, parallel)
+            for window, table in zip(self.layer_windows, self.value_tables(), strict=True)
+        )
+
+    def add_mixing_parts(self, vocab_size: int, kv_dim: int, unet_skips: bool) -> None:
+        """The value_embeds tables (``transformer.ve``, each (vocab_size, kv_dim): n_kv_head * head_dim)
+        and the unet_skips weights (``skip_weights``: block i's output goes into block n_layer-1-i's
+        input times weight i); nothing when both are off, so the model's state is the one it was."""
+        if self.value_embeds:
+            self.transformer["ve"] = nn.ModuleList(
+                nn.Embedding(vocab_size, kv_dim) for _ in range(self.value_embeds)
+            )
+        self.skip_weights = nn.Parameter(torch.ones(self.n_layer // 2)) if unet_skips else None
+
+    def value_tables(self) -> list[int | None]:
+        """Which value-embedding table each layer mixes into its values, None for none: table i goes
+        to layer i and to its mirror n_layer - value_embeds + i (the first and the last layers)."""
+        n, first_mirror = self.value_embeds, self.n_layer - self.value_embeds
+        return [i if i < n else i - first_mirror if i >= first_mirror else None for i in range(self.n_layer)]
+
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """The learned mixing scalars (U-net skip weights, value-embedding mixes); [] when none."""
+        mixes = [block.attn.ve_mix for block in self.transformer.h if block.attn.ve_mix is not None]
+        return ([] if self.skip_weights is None else [self.skip_weights]) + mixes
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -287,17 +351,44 @@ class GPT(nn.Module):
         wpe = self.transformer.wpe
         docs = self.documents(idx, cache)  # (B, T) or None
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
-        for block, layer_cache in zip(self.transformer.h, cache or [None] * self.n_layer, strict=True):
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, pos, wpe.rotate, layer_cache, docs, use_reentrant=False)
-            else:
-                x = block(x, pos, wpe.rotate, layer_cache, docs)
-        x = self.transformer.ln_f(x)  # (B, T, C)
+        x = self.transformer.ln_f(self.blocks(x, idx, pos, cache, docs))  # (B, T, C)
         if targets is None:
             return self.lm_head(x)
         if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
             return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
         return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
+
+    def blocks(
+        self,
+        x: torch.Tensor,
+        idx: torch.Tensor,
+        pos: torch.Tensor,
+        cache: list[LayerCache] | None,
+        docs: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x (B, T, C), the embedded tokens idx (B, T), through every block -> (B, T, C).
+
+        With ``unet_skips`` the first n_layer // 2 blocks' outputs are kept, and block n_layer-1-i's
+        input gets block i's output times its skip weight.
+        """
+        rotate = self.transformer.wpe.rotate
+        values = [table(idx) for table in self.transformer["ve"]] if self.value_embeds else []  # (B, T, kv)
+        kept: list[torch.Tensor] = []  # unet_skips: the first half's outputs, (B, T, C) each
+        layer_caches = cache or [None] * self.n_layer
+        for i, (block, layer_cache, table) in enumerate(
+            zip(self.transformer.h, layer_caches, self.value_tables(), strict=True)
+        ):
+            mirror = self.n_layer - 1 - i  # the first-half block whose output this one gets
+            if self.skip_weights is not None and mirror < len(kept):
+                x = x + self.skip_weights[mirror] * kept[mirror]
+            ve = None if table is None else values[table]
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, pos, rotate, layer_cache, docs, ve, use_reentrant=False)
+            else:
+                x = block(x, pos, rotate, layer_cache, docs, ve)
+            if self.skip_weights is not None and i < self.n_layer // 2:
+                kept.append(x)
+        return x
 
     def documents(self, idx: torch.Tensor, cache: list[LayerCache] | None) -> torch.Tensor | None:
         """The (B, T) document ids of idx (B, T) with ``doc_mask``, else None; cached: they continue."""
@@ -312,6 +403,8 @@ class GPT(nn.Module):
         if non_embedding:
             n -= sum(p.numel() for p in self.transformer.wte.parameters())
             n -= sum(p.numel() for p in self.transformer.wpe.parameters())
+            if self.value_embeds:  # value_embeds tables: token tables too
+                n -= sum(p.numel() for p in self.transformer["ve"].parameters())
             if self.lm_head.weight is not self.transformer.wte.weight:
                 n -= self.lm_head.weight.numel()
         return n
@@ -325,6 +418,66 @@ def check_doc_mask(doc_mask: bool, bos_id: int | None) -> None:
         raise UserError(
             "model.doc_mask=true needs a tokenizer with a document token (<|endoftext|>), e.g. "
             "data.tokenizer=bpe; char vocabularies have none"
+        )
+
+
+def check_speedrun_options(n_layer: int, zero_init_proj: bool, value_embeds: int, unet_skips: bool) -> None:
+    """Refuse values of zero_init_proj, value_embeds and unet_skips the model cannot be built with."""
+    for key, value in dict(zero_init_proj=zero_init_proj, unet_skips=unet_skips).items():
+        if not isinstance(value, bool):
+            raise UserError(f"model.{key} must be true or false, got {value!r}")
+    if isinstance(value_embeds, bool) or not isinstance(value_embeds, int) or value_embeds < 0:
+        raise UserError(f"model.value_embeds must be a non-negative integer (0 = off), got {value_embeds!r}")
+    if value_embeds > n_layer // 2:
+        raise UserError(
+            f"model.value_embeds={value_embeds} needs {2 * value_embeds} layers (its tables go to the "
+            f"first and the last {value_embeds}), model.n_layer is {n_layer}: "
+            f"use model.value_embeds<={n_layer // 2}"
+        )
+
+
+def layer_windows(
+    n_layer: int, block_size: int, sliding_window: int | None, pattern: str | None, short_window: int | None
+) -> list[int | None]:
+    """Each layer's attention window (None: full causal): ``pattern``'s letters tiled over the layers,
+    S = ``short_window``, L = ``sliding_window``; every layer ``sliding_window`` without a pattern."""
+    check_window_pattern(block_size, sliding_window, pattern, short_window)
+    if pattern is None:
+        return [sliding_window] * n_layer
+    return [short_window if pattern[i % len(pattern)] == "S" else sliding_window for i in range(n_layer)]
+
+
+def check_window_pattern(
+    block_size: int, sliding_window: int | None, pattern: str | None, short_window: int | None
+) -> None:
+    """Refuse a window_pattern / short_window pair that does not give every layer a window."""
+    if pattern is not None and (not isinstance(pattern, str) or not pattern or set(pattern) - {"S", "L"}):
+        raise UserError(
+            f"model.window_pattern must be a string of S (short window) and L (long) tiled over the layers, "
+            f"e.g. SL or SSSL, or null; got {pattern!r}"
+        )
+    if short_window is not None and (isinstance(short_window, bool) or not isinstance(short_window, int)):
+        raise UserError(f"model.short_window must be a positive integer or null, got {short_window!r}")
+    has_short = pattern is not None and "S" in pattern
+    if has_short and short_window is None:
+        raise UserError(
+            f"model.window_pattern={pattern} has S layers but model.short_window is null: set it, "
+            f"e.g. model.short_window={max(1, (sliding_window or block_size) // 4)}"
+        )
+    if short_window is not None and not has_short:
+        raise UserError(
+            f"model.short_window={short_window} is used only by the S layers of model.window_pattern: "
+            "set model.window_pattern (e.g. SL), or model.short_window=null"
+        )
+    long_window, long_name = (
+        (sliding_window, "model.sliding_window")
+        if sliding_window is not None
+        else (block_size, "model.block_size (full causal)")
+    )
+    if short_window is not None and not 1 <= short_window < long_window:
+        raise UserError(
+            f"model.short_window must be from 1 to less than the long window, {long_name}={long_window}; "
+            f"got {short_window}"
         )
 
 

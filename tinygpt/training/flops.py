@@ -29,9 +29,11 @@ GPU_PEAKS: dict[str, dict[str, float]] = {
 def flops_per_token(model: nn.Module, context: int) -> float:
     """Training FLOPs (forward + backward) per token at ``context`` tokens of context."""
     matmul_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    window = getattr(model, "sliding_window", None) or context
     n_layer, n_embd = model.n_layer, model.transformer.wte.weight.shape[1]
-    return 6 * matmul_weights + 12 * n_layer * n_embd * min(window, context)
+    # each layer's window (window_pattern: short or long; None = full causal)
+    windows = getattr(model, "layer_windows", None) or [getattr(model, "sliding_window", None)] * n_layer
+    attended = sum(min(window or context, context) for window in windows)  # keys per query, all layers
+    return 6 * matmul_weights + 12 * n_embd * attended
 
 
 def gpu_peak(device: torch.device, precision: str) -> float | None:
