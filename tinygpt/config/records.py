@@ -20,7 +20,7 @@ MOVED = {
 }
 
 # model keys added later -> the value an older run's model had (it had no such option)
-MODEL_ADDED = {"doc_mask": False}
+MODEL_ADDED = {"doc_mask": False, "logit_softcap": None, "fp8_head": False}
 GPT_TARGET = "tinygpt.model.GPT"
 
 

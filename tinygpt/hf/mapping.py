@@ -8,7 +8,8 @@ TinyGPT's options pick one of five transformers architectures (``architecture``)
       ... with sliding_window                        -> mistral    (MistralForCausalLM)
       ... with qk_norm (and maybe sliding_window)    -> qwen3      (Qwen3ForCausalLM)
 
-A combination none of them has is refused with one line naming the option. The weights are a copy:
+A combination none of them has is refused with one line naming the option (``model.logit_softcap``
+too: Gemma 2 caps its logits, but its block has extra norms and scales the embedding). The weights are a copy:
 names map module by module (``NAMES``), GPT-2's Conv1D weights are stored transposed, and our fused
 ``c_attn`` (rows [q | k | v]) is split into q/k/v projections (Llama family) or interleaved per head
 (GPT-NeoX's ``query_key_value``: [q_h, k_h, v_h] for each head h).
@@ -110,6 +111,7 @@ class Options:
     parallel_block: bool
     sliding_window: int | None
     dropout: float
+    logit_softcap: float | None
 
 
 def class_name(part: dict[str, Any], key: str) -> str:
@@ -147,6 +149,7 @@ def read_options(model: dict[str, Any]) -> Options:
         parallel_block=model.get("parallel_block", False),
         sliding_window=model.get("sliding_window"),
         dropout=model.get("dropout", 0.0),
+        logit_softcap=model.get("logit_softcap"),
     )
 
 
@@ -174,6 +177,8 @@ def architecture(o: Options) -> str:
         refuse(f"model.norm={o.norm} / model.pos={o.pos}", "for export", "use the parts in conf/model/")
     if o.mlp not in MLP_OPTIONS:
         refuse(f"model.mlp={o.mlp}", "for export", "use model/mlp=gelu, relu2 or swiglu")
+    if o.logit_softcap is not None:  # Gemma 2 caps logits, but its block adds norms and an embedding scale
+        refuse(f"model.logit_softcap={o.logit_softcap}", "for export", "train with model.logit_softcap=null")
     if o.pos == "LearnedPositions":
         if o.parallel_block:
             refuse("model.parallel_block=true", "with learned positions", "use model/pos=rope (GPT-NeoX)")
@@ -389,6 +394,7 @@ def our_model(
     defaults = dict(
         n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None, doc_mask=False
     )  # doc_mask: transformers models attend across documents
+    defaults.update(logit_softcap=None, fp8_head=False)  # uncapped logits; the plain head's matmul
     parts = dict(norm=norm, pos=pos, mlp=mlp)
     return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
 

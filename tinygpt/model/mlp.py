@@ -1,4 +1,4 @@
-"""Feed-forward blocks: GPT-2's GELU MLP, the squared-ReLU MLP of Primer and modded-nanogpt, and Llama's SwiGLU."""
+"""Feed-forward blocks: GPT-2's GELU MLP, the squared-ReLU MLP (Primer, modded-nanogpt), Llama's SwiGLU."""
 
 import torch
 import torch.nn.functional as F
