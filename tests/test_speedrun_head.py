@@ -13,13 +13,16 @@ import tinygpt.model.loss as loss_module
 from tinygpt.config.records import with_added_model_keys
 from tinygpt.errors import UserError
 from tinygpt.hf.export import hf_model
+from tinygpt.hf.init_from import check_typed_model_keys
 from tinygpt.hf.mapping import from_hf_config, to_hf_config
 from tinygpt.inference.engine import generate
+from tinygpt.inference.run import load
 from tinygpt.inference.sampling import sample_next
 from tinygpt.model import ReLU2MLP
 from tinygpt.model.fp8 import E4M3, E5M2, fp8_linear, to_fp8
 from tinygpt.model.gpt import softcap
 from tinygpt.runtime.device import check_fp8_device
+from tinygpt.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CAP = 2.0
@@ -227,3 +230,31 @@ def test_an_fp8_head_model_trains_in_fp8_and_evaluates_with_the_plain_head():
         generate(fp8, idx[:1, :4], 5, temperature=0).tolist()
         == generate(plain, idx[:1, :4], 5, temperature=0).tolist()
     )
+
+
+def test_a_run_trained_with_fp8_head_loads_and_generates_on_the_cpu(tmp_path):
+    """What a Hopper GPU wrote (a run whose config says fp8_head=true) is sampled from on the CPU."""
+    train(compose_train("max_steps=1"), tmp_path)  # a CPU run, then marked as an fp8_head one
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    plain = load(tmp_path, device="cpu").model
+    state["config"]["model"]["fp8_head"] = True
+    torch.save(state, tmp_path / "ckpt.pt")
+    model = load(tmp_path, device="cpu").model
+    assert model.fp8_head and not model.training
+    prompt = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(model(prompt), plain(prompt))
+    assert (
+        generate(model, prompt, 5, temperature=0).tolist()
+        == generate(plain, prompt, 5, temperature=0).tolist()
+    )
+
+
+def test_init_from_may_set_fp8_head_but_not_a_cap(tmp_path):
+    """fp8_head is how the head's matmul runs (settable over a transformers folder); a cap changes what
+    the model computes, which the folder's config.json does not say."""
+    imported = from_hf_config(hf_model(model_config(), redrawn_model()).config.to_dict(), "config.json")
+    check_typed_model_keys(compose_train("model.fp8_head=true"), imported, ["model.fp8_head=true"], tmp_path)
+    with pytest.raises(UserError, match="model.logit_softcap=3.0 contradicts"):
+        typed = ["model.logit_softcap=3.0"]
+        check_typed_model_keys(compose_train(*typed), imported, typed, tmp_path)
