@@ -246,7 +246,7 @@ def test_import_mistakes_are_one_clear_line(runs, tmp_path):
         start(folder, "model.n_layer=3")
     assert str(err.value) == (
         f"model.n_layer=3 contradicts {folder / 'config.json'} (2); drop model.n_layer= "
-        "(with init_from only model.dropout, model.block_size and model.doc_mask may be set)"
+        "(with init_from only model.dropout, model.block_size, model.doc_mask and model.fp8_head may be set)"
     )
     with pytest.raises(UserError, match="model.block_size=64 is longer than the 32 learned positions"):
         start(folder, "model.block_size=64")

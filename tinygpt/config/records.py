@@ -27,6 +27,8 @@ MODEL_ADDED = {
     "unet_skips": False,
     "window_pattern": None,
     "short_window": None,
+    "logit_softcap": None,
+    "fp8_head": False,
 }
 GPT_TARGET = "tinygpt.model.GPT"
 

@@ -3,8 +3,8 @@
 The folder gives the run its model config (config.json, mapped by ``tinygpt.hf.mapping.from_hf_config``),
 its weights (model.safetensors, or the shards its index names) and its tokenizer (tokenizer.json:
 ``data=text data.path=FILE`` encodes with it). A model key typed on the command line that contradicts
-config.json is refused, naming it; ``model.dropout`` and ``model.doc_mask`` may be set, and
-``model.block_size`` lowered.
+config.json is refused, naming it; ``model.dropout``, ``model.doc_mask`` and ``model.fp8_head`` may be
+set, and ``model.block_size`` lowered.
 
 The folder is untrusted: config.json is read as JSON data and mapped onto TinyGPT's own classes (no
 ``trust_remote_code``, nothing of the folder is run), weights load through safetensors, never pickle.
@@ -34,8 +34,9 @@ from tinygpt.model.build import non_finite_weight, shape_mismatch, weight_shapes
 
 MAX_CONFIG_BYTES = 1 << 20
 NEED_FOLDER = "init_from= must name a transformers model folder"
-SETTABLE = ("model.dropout", "model.block_size", "model.doc_mask")  # model keys settable with init_from
-SETTABLE_TEXT = "model.dropout, model.block_size and model.doc_mask"
+# model keys settable with init_from: how the model runs, not what it computes
+SETTABLE = ("model.dropout", "model.block_size", "model.doc_mask", "model.fp8_head")
+SETTABLE_TEXT = "model.dropout, model.block_size, model.doc_mask and model.fp8_head"
 
 
 def read_json(path: Path) -> Any:
@@ -203,6 +204,7 @@ def with_init_from(cfg: DictConfig, typed: list[str]) -> DictConfig:
         imported["block_size"] = cfg.model.block_size
     imported["dropout"] = cfg.model.dropout
     imported["doc_mask"] = cfg.model.get("doc_mask", False)  # how it attends, not what it has learned
+    imported["fp8_head"] = cfg.model.get("fp8_head", False)  # the precision of the head's matmul
     tokenizer_path = folder / "tokenizer.json"
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.vocab_size != vocab_size:

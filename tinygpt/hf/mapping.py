@@ -2,13 +2,14 @@
 
 TinyGPT's options pick one of five transformers architectures (``architecture``):
 
-    learned positions, LayerNorm, GELU               -> gpt2       (GPT2LMHeadModel)
-    RoPE, LayerNorm, GELU (parallel_block or not)    -> gpt_neox   (GPTNeoXForCausalLM)
+    learned positions, LayerNorm, GELU or ReLU²      -> gpt2       (GPT2LMHeadModel)
+    RoPE, LayerNorm, GELU or ReLU² (parallel or not) -> gpt_neox   (GPTNeoXForCausalLM)
     RoPE, RMSNorm, SwiGLU                            -> llama      (LlamaForCausalLM)
       ... with sliding_window                        -> mistral    (MistralForCausalLM)
       ... with qk_norm (and maybe sliding_window)    -> qwen3      (Qwen3ForCausalLM)
 
-A combination none of them has is refused with one line naming the option. The weights are a copy:
+A combination none of them has is refused with one line naming the option (``model.logit_softcap``
+too: Gemma 2 caps its logits, but its block has extra norms and scales the embedding). The weights are a copy:
 names map module by module (``NAMES``), GPT-2's Conv1D weights are stored transposed, and our fused
 ``c_attn`` (rows [q | k | v]) is split into q/k/v projections (Llama family) or interleaved per head
 (GPT-NeoX's ``query_key_value``: [q_h, k_h, v_h] for each head h).
@@ -36,6 +37,9 @@ ARCHITECTURES = {  # model_type -> the transformers class for causal LM
 }
 GELU_TANH = "gelu_pytorch_tanh"  # F.gelu(approximate="tanh"), what GeluMLP computes
 GELU_TANH_NAMES = (GELU_TANH, "gelu_new")  # the same function in transformers' ACT2FN
+RELU2 = "relu2"  # transformers' ACT2FN name for relu(x)^2, what ReLU2MLP computes
+ACTIVATIONS = {"GeluMLP": GELU_TANH, "ReLU2MLP": RELU2}  # our un-gated MLPs -> GPT-2 / GPT-NeoX's activation
+MLP_OPTIONS = {"GeluMLP": "model/mlp=gelu", "ReLU2MLP": "model/mlp=relu2", "SwiGLU": "model/mlp=swiglu"}
 
 # Our module -> theirs ({i}: the layer), per architecture family; the parameter suffix (.weight,
 # .bias) is kept. c_attn is not here: it is split or interleaved (``to_hf_state``).
@@ -94,7 +98,7 @@ class Options:
     norm_bias: bool  # LayerNorm's own bias (follows model.bias unless set apart)
     pos: str  # "LearnedPositions" | "RoPE"
     rope_base: float
-    mlp: str  # "GeluMLP" | "SwiGLU"
+    mlp: str  # "GeluMLP" | "ReLU2MLP" | "SwiGLU"
     mlp_hidden: int
     n_layer: int
     n_head: int
@@ -107,6 +111,7 @@ class Options:
     parallel_block: bool
     sliding_window: int | None
     dropout: float
+    logit_softcap: float | None
 
 
 def class_name(part: dict[str, Any], key: str) -> str:
@@ -161,6 +166,7 @@ def read_options(model: dict[str, Any]) -> Options:
         parallel_block=model.get("parallel_block", False),
         sliding_window=model.get("sliding_window"),
         dropout=model.get("dropout", 0.0),
+        logit_softcap=model.get("logit_softcap"),
     )
 
 
@@ -172,7 +178,7 @@ def gelu_family_checks(o: Options, where: str, other: str) -> None:
     """GPT-2 and GPT-NeoX: LayerNorm, GELU, biases everywhere, full multi-head attention."""
     for option, bad, fix in (
         ("model/norm=rmsnorm", o.norm != "LayerNorm", f"use model/norm=layernorm, or {other}"),
-        ("model/mlp=swiglu", o.mlp != "GeluMLP", f"use model/mlp=gelu, or {other}"),
+        ("model/mlp=swiglu", o.mlp not in ACTIVATIONS, f"use model/mlp=gelu, or {other}"),
         ("model.qk_norm=true", o.qk_norm, f"use model.qk_norm=false, or {other}"),
         (f"model.sliding_window={o.sliding_window}", o.sliding_window is not None, f"drop it, or {other}"),
         (f"model.n_kv_head={o.n_kv_head}", o.n_kv_head != o.n_head, f"use model.n_kv_head=null, or {other}"),
@@ -186,8 +192,10 @@ def architecture(o: Options) -> str:
     """The transformers model_type that computes exactly what a model with options ``o`` computes."""
     if o.norm not in ("LayerNorm", "RMSNorm") or o.pos not in ("LearnedPositions", "RoPE"):
         refuse(f"model.norm={o.norm} / model.pos={o.pos}", "for export", "use the parts in conf/model/")
-    if o.mlp not in ("GeluMLP", "SwiGLU"):
-        refuse(f"model.mlp={o.mlp}", "for export", "use model/mlp=gelu or model/mlp=swiglu")
+    if o.mlp not in MLP_OPTIONS:
+        refuse(f"model.mlp={o.mlp}", "for export", "use model/mlp=gelu, relu2 or swiglu")
+    if o.logit_softcap is not None:  # Gemma 2 caps logits, but its block adds norms and an embedding scale
+        refuse(f"model.logit_softcap={o.logit_softcap}", "for export", "train with model.logit_softcap=null")
     if o.pos == "LearnedPositions":
         if o.parallel_block:
             refuse("model.parallel_block=true", "with learned positions", "use model/pos=rope (GPT-NeoX)")
@@ -202,7 +210,7 @@ def architecture(o: Options) -> str:
 def llama_family(o: Options) -> str:
     where = "with RMSNorm (Llama, Mistral, Qwen3)"
     if o.mlp != "SwiGLU":
-        refuse("model/mlp=gelu", where, "use model/mlp=swiglu, or model/norm=layernorm (GPT-NeoX)")
+        refuse(MLP_OPTIONS[o.mlp], where, "use model/mlp=swiglu, or model/norm=layernorm (GPT-NeoX)")
     if o.parallel_block:
         refuse("model.parallel_block=true", where, "use model/norm=layernorm model/mlp=gelu (GPT-NeoX)")
     if o.qk_norm:
@@ -243,7 +251,7 @@ def to_hf_config(model: dict[str, Any], vocab_size: int) -> dict[str, Any]:
         return dict(
             rope,
             layer_norm_eps=o.norm_eps,
-            hidden_act=GELU_TANH,
+            hidden_act=ACTIVATIONS[o.mlp],
             use_parallel_residual=o.parallel_block,
             attention_bias=True,
             hidden_dropout=o.dropout,
@@ -258,7 +266,7 @@ def gpt2_config(o: Options) -> dict[str, Any]:
         n_layer=o.n_layer,
         n_head=o.n_head,
         n_inner=o.mlp_hidden,
-        activation_function=GELU_TANH,
+        activation_function=ACTIVATIONS[o.mlp],
         layer_norm_epsilon=o.norm_eps,
         resid_pdrop=o.dropout,
         embd_pdrop=o.dropout,
@@ -406,6 +414,7 @@ def our_model(
     defaults.update(
         zero_init_proj=False, value_embeds=0, unet_skips=False, window_pattern=None, short_window=None
     )
+    defaults.update(logit_softcap=None, fp8_head=False)  # uncapped logits; the plain head's matmul
     parts = dict(norm=norm, pos=pos, mlp=mlp)
     return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
 
@@ -471,11 +480,11 @@ def from_hf_config(c: dict[str, Any], source: str) -> dict[str, Any]:
 
 def neox_model(c: dict[str, Any], source: str, pos: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
     n_embd = c["hidden_size"]
-    require(c.get("hidden_act") in GELU_TANH_NAMES, source, f"its activation is {c.get('hidden_act')}")
+    mlp_target = ungated_mlp(c.get("hidden_act"), source)
     require(c.get("attention_bias", True), source, "its attention has no biases")
     require(c["intermediate_size"] % n_embd == 0, source, "intermediate_size is no multiple of hidden_size")
     norm = part("torch.nn.LayerNorm", eps=c["layer_norm_eps"], bias=True)
-    mlp = part("tinygpt.model.GeluMLP", expansion=c["intermediate_size"] // n_embd)
+    mlp = part(mlp_target, expansion=c["intermediate_size"] // n_embd)
     return our_model(norm, pos, mlp, bias=True, parallel_block=bool(c["use_parallel_residual"]), **shape)
 
 
@@ -509,20 +518,24 @@ def window(c: dict[str, Any], source: str) -> int | None:
     return c["sliding_window"]
 
 
+def ungated_mlp(activation: Any, source: str) -> str:
+    """Our MLP class (a ``_target_``) for GPT-2's or GPT-NeoX's activation name, refusing other ones."""
+    if activation in GELU_TANH_NAMES:
+        return "tinygpt.model.GeluMLP"
+    require(activation == RELU2, source, f"its activation is {activation}")
+    return "tinygpt.model.ReLU2MLP"
+
+
 def gpt2_model(c: dict[str, Any], source: str) -> dict[str, Any]:
     n_embd, n_inner = c["n_embd"], c.get("n_inner") or 4 * c["n_embd"]
-    require(
-        c.get("activation_function") in GELU_TANH_NAMES,
-        source,
-        f"its activation is {c.get('activation_function')}",
-    )
+    mlp_target = ungated_mlp(c.get("activation_function"), source)
     require(n_inner % n_embd == 0, source, f"n_inner={n_inner} is no multiple of n_embd={n_embd}")
     require(c.get("scale_attn_weights", True), source, "it does not scale attention scores")
     require(not c.get("scale_attn_by_inverse_layer_idx"), source, "it scales attention by layer")
     return our_model(
         part("torch.nn.LayerNorm", eps=c["layer_norm_epsilon"], bias=True),
         part("tinygpt.model.LearnedPositions"),
-        part("tinygpt.model.GeluMLP", expansion=n_inner // n_embd),
+        part(mlp_target, expansion=n_inner // n_embd),
         n_layer=c["n_layer"],
         n_head=c["n_head"],
         n_embd=n_embd,

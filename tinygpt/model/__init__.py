@@ -2,7 +2,7 @@
 
 from tinygpt.model.build import build_gpt
 from tinygpt.model.gpt import GPT, Block, CausalSelfAttention
-from tinygpt.model.mlp import GeluMLP, SwiGLU
+from tinygpt.model.mlp import GeluMLP, ReLU2MLP, SwiGLU
 from tinygpt.model.pos import LearnedPositions, RoPE
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Block",
     "CausalSelfAttention",
     "GeluMLP",
+    "ReLU2MLP",
     "SwiGLU",
     "LearnedPositions",
     "RoPE",

@@ -21,6 +21,10 @@ Four options from the modded-nanogpt speedrun, all off by default (off, the mode
 ``unet_skips`` adds the first half's block outputs, weighted, to the mirrored second-half inputs;
 ``window_pattern`` gives each layer a short (S) or long (L) attention window. The mixing scalars
 these add are listed by ``GPT.scalar_parameters`` (the optimizer groups them apart).
+
+Every logit comes out of ``GPT.head``: with ``logit_softcap`` c they are c*tanh(z/c), in training,
+evaluation and generation alike; with ``fp8_head`` the training forward runs the head's matmul in FP8
+(``model.fp8``), evaluation and generation the plain one.
 """
 
 import math
@@ -34,6 +38,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
+from tinygpt.model.fp8 import fp8_linear
 from tinygpt.model.loss import chunked_lm_loss, lm_loss
 
 NormFactory = Callable[[int], nn.Module]  # dim -> module
@@ -236,6 +241,8 @@ class GPT(nn.Module):
         window_pattern: str | None = None,
         short_window: int | None = None,
         bos_id: int | None = None,
+        logit_softcap: float | None = None,
+        fp8_head: bool = False,
     ):
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
@@ -267,9 +274,7 @@ class GPT(nn.Module):
             )
         )
         self.add_mixing_parts(vocab_size, n_kv_head * head_dim, unet_skips)
-        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        if tie_weights:
-            self.lm_head.weight = self.transformer.wte.weight  # one tensor for input and output embedding
+        self.make_head(n_embd, vocab_size, tie_weights, logit_softcap, fp8_head)
         self.apply(self._init_weights)
         self.init_residual_projections(zero_init_proj)
 
@@ -319,6 +324,16 @@ class GPT(nn.Module):
         mixes = [block.attn.ve_mix for block in self.transformer.h if block.attn.ve_mix is not None]
         return ([] if self.skip_weights is None else [self.skip_weights]) + mixes
 
+    def make_head(
+        self, n_embd: int, vocab_size: int, tie_weights: bool, logit_softcap: float | None, fp8_head: bool
+    ) -> None:
+        """The LM head (``lm_head``, n_embd -> vocab_size; tied: the embedding's tensor) and how it runs."""
+        check_head(logit_softcap, fp8_head)
+        self.logit_softcap, self.fp8_head = logit_softcap, fp8_head
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        if tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight  # one tensor for input and output embedding
+
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -353,10 +368,17 @@ class GPT(nn.Module):
         x = self.transformer.drop(wpe.embed(self.transformer.wte(idx), pos))  # (B, T, C)
         x = self.transformer.ln_f(self.blocks(x, idx, pos, cache, docs))  # (B, T, C)
         if targets is None:
-            return self.lm_head(x)
+            return self.head(x)
         if self.grad_checkpointing and self.training:  # the (B*T, V) logits are the largest tensor
-            return chunked_lm_loss(x, self.lm_head, targets, label_smoothing, z_loss)
-        return lm_loss(self.lm_head(x), targets, label_smoothing, z_loss)
+            return chunked_lm_loss(x, self.head, self.lm_head.out_features, targets, label_smoothing, z_loss)
+        return lm_loss(self.head(x), targets, label_smoothing, z_loss)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of final hidden states x (..., C) -> (..., V): the LM head (its matmul in FP8 while
+        training with ``fp8_head``), then capped to (-c, c) with ``logit_softcap`` c."""
+        fp8 = self.fp8_head and self.training  # eval and generation: the plain head, on any device
+        logits = fp8_linear(x, self.lm_head.weight) if fp8 else self.lm_head(x)
+        return logits if self.logit_softcap is None else softcap(logits, self.logit_softcap)
 
     def blocks(
         self,
@@ -408,6 +430,23 @@ class GPT(nn.Module):
             if self.lm_head.weight is not self.transformer.wte.weight:
                 n -= self.lm_head.weight.numel()
         return n
+
+
+def softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap), in fp32: about the identity for |z| << cap, never past +-cap (Gemma 2;
+    modded-nanogpt's speedrun records)."""
+    return cap * torch.tanh(logits.float() / cap)
+
+
+def check_head(logit_softcap: float | None, fp8_head: bool) -> None:
+    """Refuse a cap that is not a positive number, and an fp8_head that is not a boolean."""
+    number = isinstance(logit_softcap, int | float) and not isinstance(logit_softcap, bool)
+    if logit_softcap is not None and not (number and logit_softcap > 0):
+        raise UserError(
+            f"model.logit_softcap must be a positive number (e.g. 15.0) or null, got {logit_softcap!r}"
+        )
+    if not isinstance(fp8_head, bool):
+        raise UserError(f"model.fp8_head must be true or false, got {fp8_head!r}")
 
 
 def check_doc_mask(doc_mask: bool, bos_id: int | None) -> None:

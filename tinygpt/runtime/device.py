@@ -27,6 +27,24 @@ def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
     return torch.device(name)
 
 
+def check_fp8_device(fp8_head: bool, device: torch.device) -> None:
+    """``model.fp8_head`` needs FP8 tensor cores: refuse it at start-up on anything but a CUDA GPU of
+    compute capability 9.0+ (Hopper and later)."""
+    if not fp8_head:
+        return
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (9, 0):
+        return
+    where = device.type
+    if device.type == "cuda":
+        where = "{} (compute capability {}.{})".format(
+            torch.cuda.get_device_name(device), *torch.cuda.get_device_capability(device)
+        )
+    raise UserError(
+        f"model.fp8_head=true needs a Hopper-class CUDA GPU (compute capability 9.0+); this run is on "
+        f"{where}; use model.fp8_head=false"
+    )
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision for a forward pass: nothing for fp32, else torch.autocast to DTYPES[precision]."""
     if precision == "fp32":

@@ -23,6 +23,7 @@ from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import check_weight_shapes, load_weights
 from tinygpt.model import build_gpt
+from tinygpt.runtime.device import check_fp8_device
 from tinygpt.runtime.distributed import World
 from tinygpt.runtime.files import remove_leftovers, write_text
 from tinygpt.training.flops import flops_per_token, gpu_peak
@@ -85,6 +86,7 @@ def build_job(
     """Data, model, optimizer, schedule and state from the config (restored from ``ckpt`` if given),
     and the run directory's files. ``vocab_size`` (benchmarks) builds a larger output layer than the
     tokenizer needs."""
+    check_fp8_device(cfg.model.get("fp8_head", False), device)  # before any data or model is made
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     from_folder = cfg.init_from is not None and ckpt is None  # a resume takes its weights from its checkpoint
