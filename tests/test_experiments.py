@@ -33,6 +33,16 @@ SHORT = [
     *("compile=false", "precision=fp32", "cuda_graph=false"),
 ]
 
+# The GPT-2-size recipe, shrunk to a CPU size (its FP8 head needs a Hopper GPU): test_speedrun_recipes.
+SHRUNK = {
+    "gpt2_speedrun": [
+        *("model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32"),
+        *("model.value_embeds=1", "model.short_window=8", "model.fp8_head=false"),
+        *("batch_size=8", "grad_accum_steps=1"),
+        *("batch_size_start=4", "curriculum_start_block_size=16"),
+    ]
+}
+
 
 def sweeper_of(name: str) -> DictConfig:
     return compose_train(f"experiment={name}", LOCAL_TEXT, hydra_config=True).hydra.sweeper
@@ -68,7 +78,8 @@ def test_an_experiment_composes_every_swept_value_and_trains_its_first(name, tmp
         docs = corpus_documents()  # a prepared folder of the embedded corpus's paragraphs stands in
         folder = prepared_folder(tmp_path / "prepared", BPETokenizer.train(docs, vocab_size=300), docs)
         data = f"data.path={folder}"
-    result = train(compose_train(f"experiment={name}", data, *first, *SHORT), tmp_path / "run")
+    shrunk = SHRUNK.get(name, [])
+    result = train(compose_train(f"experiment={name}", data, *first, *SHORT, *shrunk), tmp_path / "run")
     assert result["step"] == 2 and math.isfinite(result["val_loss"])
 
 

@@ -146,7 +146,9 @@ def evaluate(
     world: World,
 ) -> float:
     """Mean val loss over ``eval_iters`` batches, the same ones at every evaluation so values compare;
-    under DDP each rank takes every world.size-th batch and the sum is reduced."""
+    under DDP each rank takes every world.size-th batch and the sum is reduced. A batch goes through the
+    model in ``grad_accum_steps`` pieces, the training's micro-batches: what fits in memory for training
+    fits here (the mean of equal pieces' means is the batch's mean)."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
@@ -154,8 +156,10 @@ def evaluate(
         x, y = get_batch(
             val_ids, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
         )
+        pieces = cfg.grad_accum_steps
         with autocast(device, cfg.precision):
-            total += model(x, targets=y)  # the compiled model computes its loss in its own graph
+            for x_piece, y_piece in zip(x.chunk(pieces), y.chunk(pieces), strict=True):
+                total += model(x_piece, targets=y_piece) / pieces  # the compiled model's loss is in its graph
     model.train(was_training)
     return sum_over_ranks(total, world).item() / cfg.eval_iters
 
