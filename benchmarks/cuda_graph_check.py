@@ -123,7 +123,7 @@ def run(job: Job, steps: int) -> list[torch.Tensor]:
     cfg, state, losses = job.cfg, job.state, []
     for _ in range(steps):
         set_lr(state.optimizer, cfg.optim.lr * job.lr_factor(state.step, cfg.max_steps))
-        x, y = training_batch(job, cfg.model.block_size)
+        x, y = training_batch(job, cfg.batch_size, cfg.model.block_size)
         losses.append(take_step(job, x, y).loss)
         state.step += 1
     return losses

@@ -35,7 +35,7 @@ def main(overrides: list[str]) -> None:
         job.logger.close()
 
         def step() -> None:
-            x, y = training_batch(job, cfg.model.block_size)
+            x, y = training_batch(job, cfg.batch_size, cfg.model.block_size)
             train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync, job.update)
             job.state.step += 1
 

@@ -67,7 +67,7 @@ def time_steps(job: Job, steps: int) -> tuple[float, float]:
     """(wall s, CPU s) per training step, over ``steps`` steps."""
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        x, y = training_batch(job, job.cfg.model.block_size)
+        x, y = training_batch(job, job.cfg.batch_size, job.cfg.model.block_size)
         train_step(job.state, job.forward, x, y, job.settings, job_mean(job), job.no_sync)
         job.state.step += 1
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps

@@ -27,6 +27,10 @@ ALL_ON = ["model.zero_init_proj=true", "model.value_embeds=1", "model.unet_skips
 ALL_ON_VARIANTS = {  # every option on, with each context rule of the cache
     "rope, long window (ring cache)": ["model=llama", "model.n_kv_head=2", "model.sliding_window=6", *ALL_ON],
     "learned, full causal long layers": [*ALL_ON],
+    "the ladder's last stage (relu2, qk_norm, untied, soft-cap)": [
+        *("model/pos=rope", "model/mlp=relu2", "model.qk_norm=true", "model.tie_weights=false"),
+        *("model.logit_softcap=2.0", *ALL_ON),
+    ],
 }
 
 

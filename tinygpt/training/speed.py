@@ -66,7 +66,7 @@ def measure(
             torch.cuda.reset_peak_memory_stats(device)
 
         def step() -> None:
-            x, y = training_batch(job, block_size)
+            x, y = training_batch(job, cfg.batch_size, block_size)
             take_step(job, x, y)
             state.step += 1
 
