@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: train generate test lint clean
+.PHONY: train generate test test-all lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	@echo "installing TinyGPT, torch and the other dependencies into $(VENV) (a few minutes the first time)"
@@ -22,7 +22,12 @@ train: $(VENV)/.installed
 generate: $(VENV)/.installed
 	$(PY) -m tinygpt.generate $(ARGS)
 
+# the suite without the tests marked slow (DDP, compilation, kill-and-resume, launchers): what CI runs
 test: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+# every test, the slow ones too (about 10 minutes on 2 cores)
+test-all: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
 
 # ruff (style, complexity <= 15) and no function over 60 lines (tools/check_function_length.py)

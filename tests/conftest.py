@@ -261,3 +261,29 @@ def prepared_folder(folder: Path, tok, docs: list[str], per_shard: int = 20) -> 
     meta = ShardMeta(folder, "tokenizer.json", tok.vocab_size, "uint16", tok.eot_id, tuple(infos), (), {})
     write_meta(meta)
     return folder
+
+
+def loss_and_grads(model, idx) -> list:
+    """The training step's loss on idx (B, T) (next-token targets: idx shifted) and every gradient."""
+    model.zero_grad(set_to_none=True)
+    loss = model(idx[:, :-1], targets=idx[:, 1:])
+    loss.backward()
+    return [loss.detach(), *(p.grad for p in model.parameters())]
+
+
+def assert_compiles_whole(model, idx) -> None:
+    """No data-dependent Python in ``model``'s forward + backward on idx (B, T) or in its one-token decode
+    step: each traces as one graph (fullgraph fails on a break; aot_eager traces the backward too) and
+    computes what eager does. ``model`` is left in eval mode."""
+    import torch
+
+    from tinygpt.inference.engine import generate
+
+    model.train()
+    eager = loss_and_grads(model, idx)
+    compiled = loss_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), idx)
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(a, b)
+    model.eval()
+    tokens = generate(model, idx, 8, top_k=1, static_cache=True)
+    assert torch.equal(generate(model, idx, 8, top_k=1, static_cache=True, compile_step=True), tokens)

@@ -58,6 +58,18 @@ def losses(run_dir, key):
     return [(r["step"], r[key]) for r in records if key in r]
 
 
+def two_ranks_follow_one(args: list[str], tmp_path: Path, steps: list[int]) -> None:
+    """torchrun with 2 ranks and one process, both on ``args``: the same train losses at ``steps``."""
+    proc = torchrun(*args, f"hydra.run.dir={tmp_path / 'ddp'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path / 'single'}")
+    assert proc.returncode == 0, proc.stderr
+    ddp, single = losses(tmp_path / "ddp", "train_loss"), losses(tmp_path / "single", "train_loss")
+    assert [s for s, _ in ddp] == [s for s, _ in single] == steps
+    for (_, a), (_, b) in zip(ddp, single, strict=True):
+        assert a == pytest.approx(b, rel=1e-4)  # same data, same global batch: only summation order differs
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
@@ -118,14 +130,7 @@ def test_two_ranks_on_aligned_shards_follow_the_single_process_trajectory(tmp_pa
     docs = corpus_documents()
     shards = fineweb_folder(tmp_path / "shards", BPETokenizer.train(docs, vocab_size=300), docs)
     args = [*ARGS, *shards, "data.align=bos", "max_steps=10", "eval_interval=10", "ckpt_interval=10"]
-    proc = torchrun(*args, f"hydra.run.dir={tmp_path / 'ddp'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_cli(*args, f"hydra.run.dir={tmp_path / 'single'}")
-    assert proc.returncode == 0, proc.stderr
-    ddp, single = losses(tmp_path / "ddp", "train_loss"), losses(tmp_path / "single", "train_loss")
-    assert [s for s, _ in ddp] == [s for s, _ in single] == [1, 5, 10]
-    for (_, a), (_, b) in zip(ddp, single, strict=True):
-        assert a == pytest.approx(b, rel=1e-4)
+    two_ranks_follow_one(args, tmp_path, steps=[1, 5, 10])
 
 
 def rank_pids(torchrun_pid: int) -> dict[int, int]:
@@ -176,3 +181,13 @@ def test_a_signal_to_one_rank_stops_them_all_at_its_step_and_the_resume_is_exact
     a, b = load_checkpoint(ddp_run / "ckpt.pt")["model"], load_checkpoint(run_dir / "ckpt.pt")["model"]
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_two_ranks_with_every_speedrun_option_follow_the_single_process_trajectory(tmp_path):
+    """speedrun=schedules (every stage of the ladder: Muon, the group learning rates, value embeddings,
+    U-net skips, windows, the document mask, the batch and block schedules) under two ranks."""
+    docs = corpus_documents()
+    shards = fineweb_folder(tmp_path / "shards", BPETokenizer.train(docs, vocab_size=300), docs)
+    stage = ["speedrun=schedules", "batch_size_start=4", "batch_size_steps=6", "curriculum_steps=6"]
+    args = [*ARGS, *shards, *stage, "max_steps=10", "eval_interval=10", "ckpt_interval=10"]
+    two_ranks_follow_one(args, tmp_path, steps=[1, 5, 10])

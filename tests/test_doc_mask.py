@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, build_model, compose_train, run_cli, set_keys
+from conftest import (
+    TINY,
+    assert_compiles_whole,
+    build_model,
+    compose_train,
+    loss_and_grads,
+    run_cli,
+    set_keys,
+)
 from hydra.utils import instantiate
 
 from tinygpt.errors import UserError
@@ -143,26 +151,13 @@ def test_a_cache_that_ignored_documents_would_be_caught(variant, monkeypatch):
     assert caught
 
 
-def loss_and_grads(model: torch.nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
-    """The training step's loss on idx (B, T) (next-token targets: idx shifted) and every gradient."""
-    model.zero_grad(set_to_none=True)
-    loss = model(idx[:, :-1], targets=idx[:, 1:])
-    loss.backward()
-    return [loss.detach(), *(p.grad for p in model.parameters())]
-
-
+@pytest.mark.slow
 def test_the_masked_step_and_decode_step_compile_whole():
     """No data-dependent Python in the masked forward + backward or the one-token step: they trace as
     one graph each (fullgraph=True fails on a break; aot_eager traces the backward too) and compute
     what the eager ones do."""
     model, idx = doc_model("model=llama", "model.sliding_window=5").train(), prompts()
-    eager = loss_and_grads(model, idx)
-    compiled = loss_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), idx)
-    for a, b in zip(eager, compiled, strict=True):
-        torch.testing.assert_close(a, b)
-    model.eval()
-    tokens = generate(model, idx, 8, top_k=1, static_cache=True)
-    assert torch.equal(generate(model, idx, 8, top_k=1, static_cache=True, compile_step=True), tokens)
+    assert_compiles_whole(model, idx)
 
 
 def test_gradient_checkpointing_recomputes_the_same_masked_step():

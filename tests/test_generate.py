@@ -104,6 +104,7 @@ def test_static_cache_gives_the_tokens_of_the_growing_cache(variant, prompt_len)
     assert not torch.equal(sampled, greedy)
 
 
+@pytest.mark.slow
 def test_the_compiled_static_step_gives_the_same_tokens_and_compiles_once():
     """compile=true: the static path's one-token step through torch.compile (on a GPU, then captured):
     greedy and seeded sampling give the uncompiled step's tokens, past block_size too, and a second

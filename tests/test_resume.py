@@ -83,6 +83,7 @@ def test_a_resume_that_changes_the_recipe_is_refused_naming_each_key(tmp_path):
     assert record(run_dir) == before
 
 
+@pytest.mark.slow
 def test_a_default_that_differs_from_the_runs_is_kept_not_refused_unless_typed(tmp_path):
     """A run written when a default was another value (here grad_clip, edited into its checkpoint)
     resumes with a command that does not type it; typing it is a change of recipe, refused."""

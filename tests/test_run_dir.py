@@ -167,6 +167,7 @@ def test_a_diverged_run_writes_strict_json_and_names_no_bad_checkpoint_as_good(t
     assert any(r.get("train_loss") is None for r in records)
 
 
+@pytest.mark.slow
 def test_a_directory_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("")
     for run_dir in (tmp_path / "a_file" / "run", "/proc/tinygpt-cannot-be-here/run"):

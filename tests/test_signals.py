@@ -47,7 +47,9 @@ def interrupt(child: subprocess.Popen, signum: int, storm: bool) -> str:
 
 
 @pytest.mark.parametrize(
-    "signum, storm", [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c storm", "sigterm"]
+    "signum, storm",
+    [pytest.param(signal.SIGINT, True, marks=pytest.mark.slow), (signal.SIGTERM, False)],
+    ids=["ctrl-c storm", "sigterm"],
 )
 def test_a_signal_saves_the_step_under_way_and_the_printed_resume_ends_bitwise_equal(
     straight, tmp_path, signum, storm

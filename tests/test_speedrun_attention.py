@@ -6,7 +6,15 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, build_model, compose_train, run_cli, set_keys
+from conftest import (
+    TINY,
+    assert_compiles_whole,
+    build_model,
+    compose_train,
+    loss_and_grads,
+    run_cli,
+    set_keys,
+)
 
 from tinygpt.config.records import MODEL_ADDED, with_added_model_keys
 from tinygpt.config.schema import resolved
@@ -307,13 +315,6 @@ def test_a_cache_that_mixed_the_value_embedding_in_after_storing_v_would_be_caug
     assert not torch.equal(generate(model, idx, 20, top_k=1, kv_cache=True), reference)
 
 
-def loss_and_grads(model: torch.nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss = model(idx[:, :-1], targets=idx[:, 1:])
-    loss.backward()
-    return [loss.detach(), *(p.grad for p in model.parameters())]
-
-
 def test_gradient_checkpointing_computes_the_same_step():
     """Recomputed blocks get their value embeddings, skips and windows again."""
     model = sharp(*ALL_ON_VARIANTS["rope, long window (ring cache)"]).train()
@@ -331,13 +332,7 @@ def test_the_step_compiles_whole_and_computes_what_eager_does():
     too) and compute what eager does."""
     model = sharp(*ALL_ON_VARIANTS["rope, long window (ring cache)"]).train()
     idx = torch.randint(0, 50, (2, 13), generator=torch.Generator().manual_seed(1))
-    eager = loss_and_grads(model, idx)
-    compiled = loss_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), idx)
-    for a, b in zip(eager, compiled, strict=True):
-        torch.testing.assert_close(a, b)
-    model.eval()
-    tokens = generate(model, idx, 8, top_k=1, static_cache=True)
-    assert torch.equal(generate(model, idx, 8, top_k=1, static_cache=True, compile_step=True), tokens)
+    assert_compiles_whole(model, idx)
 
 
 def test_training_with_every_option_on_trains_and_resumes_bitwise(tmp_path):

@@ -160,6 +160,7 @@ def test_the_ema_lives_on_the_models_device():
     assert all(p.device.type == "meta" for p in ema.parameters())
 
 
+@pytest.mark.slow
 def test_the_compiled_step_computes_the_loss_in_its_graph_and_matches_the_eager_step():
     """torch.compile of the model compiles the loss with it (label smoothing and z-loss included), so
     inductor fuses the head's log-softmax and casts; the numbers stay those of the eager step."""

@@ -127,6 +127,7 @@ def test_wandb_offline_logs_the_metrics_and_resume_continues_the_same_run(tmp_pa
     assert len(runs) == 2 and len({p.stem for p in runs}) == 1  # the same run id, continued
 
 
+@pytest.mark.slow
 def test_wandb_without_a_login_says_how_to_log_in_or_go_offline(tmp_path, monkeypatch):
     for name in ("WANDB_MODE", "WANDB_API_KEY"):
         monkeypatch.delenv(name, raising=False)

@@ -18,15 +18,9 @@ class GeluMLP(nn.Module):
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
 
-class ReLU2MLP(nn.Module):
-    """Squared-ReLU MLP: n_embd -> expansion*n_embd -> relu(.)^2 -> n_embd, named ``c_fc``, ``c_proj`` as
-    GeluMLP (So et al. 2021, "Primer"; the activation of modded-nanogpt's speedrun records)."""
-
-    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0, expansion: int = 4):
-        super().__init__()
-        self.c_fc = nn.Linear(n_embd, expansion * n_embd, bias=bias)
-        self.c_proj = nn.Linear(expansion * n_embd, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+class ReLU2MLP(GeluMLP):
+    """Squared-ReLU MLP: n_embd -> expansion*n_embd -> relu(.)^2 -> n_embd, GeluMLP's layers and names
+    with another activation (So et al. 2021, "Primer"; the activation of modded-nanogpt's records)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
         return self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
