@@ -3,6 +3,8 @@
 Scores every token of the run's validation split (or ``split=train``, or ``text=FILE``, or the data
 of ``data=<group>``), not a sample of batches, and prints one JSON object: loss (mean nats per
 token), perplexity and bits per byte (``tinygpt.evaluation.scoring``), with what was evaluated.
+``documents=separate`` scores each document of text= on its own, as lm-evaluation-harness does
+(``tinygpt.evaluation.documents``).
 
 The scoring itself is tinygpt/evaluation/evaluate.py.
 """
@@ -31,6 +33,11 @@ def check_keys(cfg: DictConfig) -> None:
     check_command("eval", cfg)
     if cfg.text is not None and cfg.get("data") is not None:
         raise UserError("give text=FILE or data=<group>, not both: each says what to evaluate")
+    if cfg.documents == "separate" and cfg.text is None:
+        raise UserError(
+            "documents=separate scores the files of text=FILE (or a folder of .txt files) one by one; "
+            "give text=..., or use documents=joined for a split"
+        )
     if cfg.out is not None and Path(str(cfg.out)).exists():
         raise UserError(
             f"out={cfg.out} exists; an evaluation never replaces one: remove it or pick another name"

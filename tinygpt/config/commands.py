@@ -30,6 +30,7 @@ from tinygpt.config.schema import DEVICES, PRECISIONS, TrainSchema
 
 CHECKPOINT_NAMES = ("latest", "best")  # tinygpt.inference.run.CHECKPOINTS maps them to files
 SPLITS = ("val", "train")  # tinygpt.evaluation.evaluate.SPLITS
+EVAL_DOCUMENTS = ("joined", "separate")  # tinygpt.eval documents=: tinygpt.evaluation.documents
 DOCUMENT_MODES = ("file", "blank_line", "line")  # tinygpt.data.sources.DOCUMENT_MODES
 RUN_DIR = "a training run's directory (its hydra.run.dir): ckpt.pt, tokenizer.json"
 CKPT = "latest (ckpt.pt) | best (ckpt_best.pt, lowest val loss)"
@@ -95,6 +96,12 @@ class EvalSchema:
         None,
         "windows start every stride tokens; null = model.block_size (no overlap)",
         Check(lambda v: v is None or (is_int(v) and v >= 1), "a positive integer (at most model.block_size)"),
+    )
+    documents: str = key(
+        "joined",
+        "joined | separate: text=FILE's documents as one sequence (as training sees them), or each on "
+        "its own after a prefix token, as lm-evaluation-harness's rolling loglikelihood scores them",
+        one_of(EVAL_DOCUMENTS),
     )
     batch_size: int = key(16, "windows per forward pass", POSITIVE)
     device: str = key("auto", DEVICE, one_of(DEVICES))

@@ -15,6 +15,7 @@ from tinygpt.data import Tokenizer
 from tinygpt.data.cache import encode_documents
 from tinygpt.data.text import check_documents, find_documents
 from tinygpt.errors import UserError
+from tinygpt.evaluation.documents import score_documents
 from tinygpt.evaluation.scoring import Score, count_bytes, score_tokens
 from tinygpt.inference.run import LoadedRun, load_run, stored_config
 
@@ -48,15 +49,9 @@ def split_tokens(cfg: DictConfig, run: LoadedRun) -> np.ndarray:
     return data.val if cfg.split == "val" else data.train
 
 
-def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
-    """Load the run, score every token of what ``cfg`` names, and say what was evaluated."""
-    run = load_run(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
+def score_joined(cfg: DictConfig, run: LoadedRun, stride: int) -> tuple[Score, dict[str, Any]]:
+    """Every token of what ``cfg`` names as one sequence (``documents=joined``), and what that was."""
     model, tokenizer = run.model, run.tokenizer
-    stride = cfg.stride if cfg.stride is not None else model.block_size
-    if stride > model.block_size:
-        raise UserError(
-            f"stride={stride} is more than model.block_size={model.block_size}: tokens would be skipped"
-        )
     if cfg.text is not None:
         ids = text_tokens(str(cfg.text), tokenizer)
         evaluated = {"split": None, "text": str(cfg.text), "data": None}
@@ -75,7 +70,30 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         "scoring %d tokens in windows of %d, stride %d, on %s", len(ids), model.block_size, stride, device
     )
     nats, tokens = score_tokens(model, ids, model.block_size, stride, cfg.batch_size, device, cfg.precision)
-    score = Score(nats, tokens, count_bytes(ids[1:], tokenizer.token_bytes()))  # ids[0] is never predicted
+    return Score(nats, tokens, count_bytes(ids[1:], tokenizer.token_bytes())), evaluated  # ids[0]: unscored
+
+
+def score_separate(cfg: DictConfig, run: LoadedRun, stride: int) -> tuple[Score, dict[str, Any]]:
+    """Each document of ``text=`` on its own, after a prefix token (``documents=separate``,
+    ``tinygpt.evaluation.documents``; check_keys has made sure text= is given), and what that was."""
+    docs = find_documents(str(cfg.text), "text")
+    check_documents(docs, "text", lambda n: None)
+    score, scored = score_documents(run.model, run.tokenizer, docs, stride, cfg.batch_size, cfg.precision)
+    log.info("scored %d documents, each after a prefix token, stride %d", scored, stride)
+    return score, {"split": None, "text": str(cfg.text), "data": None}
+
+
+def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
+    """Load the run, score every token of what ``cfg`` names, and say what was evaluated."""
+    run = load_run(cfg.run, cfg.ckpt, cfg.ema, cfg.device)
+    model, tokenizer = run.model, run.tokenizer
+    stride = cfg.stride if cfg.stride is not None else model.block_size
+    if stride > model.block_size:
+        raise UserError(
+            f"stride={stride} is more than model.block_size={model.block_size}: tokens would be skipped"
+        )
+    scorer = score_separate if cfg.documents == "separate" else score_joined
+    score, evaluated = scorer(cfg, run, stride)
     if score.bytes is None:
         log.warning(
             "bits_per_byte is null: this tokenizer's vocabulary does not say how many bytes a token is"
@@ -85,6 +103,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         "ckpt": cfg.ckpt,
         "ema": cfg.ema,
         "step": run.state.get("step"),
+        "documents": cfg.documents,
         **evaluated,
         "tokenizer": tokenizer.kind,
         "vocab_size": tokenizer.vocab_size,
