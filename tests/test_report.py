@@ -367,3 +367,21 @@ def test_the_title_names_the_sweeps_from_where_the_report_is(tmp_path, monkeypat
     make_run(elsewhere / "c" / "0", **finished(2.0))
     run_report([str(elsewhere / "c"), "out=results/c"])  # outside the working directory: its name
     assert (tmp_path / "results/c/report.md").read_text().startswith("# Sweep report: c\n")
+
+
+def test_settings_with_the_same_keys_are_labelled_by_their_values_under_the_keys(tmp_path):
+    """A sweep over two keys reads "layernorm, rope (2 seeds)" under the legend title "model/norm,
+    model/pos", not the keys again on every line."""
+    grid = [("layernorm", "rope"), ("rmsnorm", "learned")]
+    for i, ((norm, pos), seed) in enumerate((setting, seed) for setting in grid for seed in (1, 2)):
+        overrides = [f"model/norm={norm}", f"model/pos={pos}", f"seed={seed}"]
+        make_run(tmp_path / str(i), overrides=overrides, **finished(2.0 + i / 10))
+    runs = load_runs([tmp_path])
+    labels, _ = differing_settings(runs)
+    settings, _ = differing_settings(runs, also=("seed",))
+    rows = [summarize(run, label) for run, label in zip(runs, labels, strict=True)]
+    fig = loss_figure(rows, logy=False, settings=dict(zip([r.name for r in runs], settings, strict=True)))
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "model/norm, model/pos"
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["layernorm, rope (2 seeds)", "rmsnorm, learned (2 seeds)"]

@@ -415,6 +415,21 @@ def plot_groups(rows: list[Row], settings: dict[str, str]) -> list[tuple[str, li
     return lines
 
 
+def shared_keys(labels: list[str]) -> tuple[str | None, list[str]]:
+    """When every line is a setting over seeds (``k1=v1, k2=v2 (N seeds)``) with the same keys in the
+    same order, the keys once (the legend's title) and the labels as values alone; else (None, labels)."""
+    parsed = []
+    for label in labels:
+        setting, _, seeds = label.rpartition(" (")
+        pairs = [part.partition("=") for part in setting.split(", ")]
+        if not seeds.endswith(" seeds)") or not all(equals for _, equals, _ in pairs):
+            return None, labels
+        parsed.append(([key for key, _, _ in pairs], [value for _, _, value in pairs], seeds))
+    if len({tuple(keys) for keys, _, _ in parsed}) != 1:
+        return None, labels
+    return ", ".join(parsed[0][0]), [f"{', '.join(values)} ({seeds}" for _, values, seeds in parsed]
+
+
 def seed_curve(rows: list[Row], key: str) -> tuple[list[int], list[float], list[float], list[float]]:
     """``key`` against step over the runs ``rows``: the steps every run logged, with the mean, min and max."""
     by_step: dict[int, list[float]] = {}
@@ -448,6 +463,8 @@ def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = N
     from matplotlib.ticker import MaxNLocator
 
     groups = plot_groups(rows, settings or {})
+    title, labels = shared_keys([label for label, _ in groups])  # "rope, swiglu" under "model/pos, model/mlp"
+    groups = [(label, members) for label, (_, members) in zip(labels, groups, strict=True)]
     fig = Figure(figsize=(11, 5.5), layout="constrained")
     ax = fig.add_subplot()
     val_highs: list[float] = []
@@ -472,7 +489,8 @@ def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = N
         bottom = ax.get_ylim()[0]
         ax.set_ylim(bottom, max(val_highs) + 0.08 * (max(val_highs) - bottom))
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize="small")  # beside the axes, never over the data
+    # beside the axes, never over the data
+    fig.legend(loc="outside right upper", fontsize="small", title=title, title_fontsize="small")
     return fig
 
 
