@@ -385,3 +385,22 @@ def test_settings_with_the_same_keys_are_labelled_by_their_values_under_the_keys
     assert legend.get_title().get_text() == "model/norm, model/pos"
     texts = [t.get_text() for t in legend.get_texts()]
     assert texts == ["layernorm, rope (2 seeds)", "rmsnorm, learned (2 seeds)"]
+
+
+def test_a_setting_without_overrides_reads_as_the_defaults_and_long_decimals_are_cut(tmp_path):
+    from tinygpt.evaluation.report import short_numbers
+
+    for i, (extra, seed) in enumerate([([], 1), ([], 2), (["optim=lion"], 1), (["optim=lion"], 2)]):
+        make_run(tmp_path / str(i), overrides=[*extra, f"seed={seed}"], **finished(2.0))
+    runs = load_runs([tmp_path])
+    labels, _ = differing_settings(runs)
+    settings, _ = differing_settings(runs, also=("seed",))
+    rows = [summarize(run, label) for run, label in zip(runs, labels, strict=True)]
+    fig = loss_figure(rows, logy=False, settings=dict(zip([r.name for r in runs], settings, strict=True)))
+    texts = sorted(t.get_text() for t in fig.legends[0].get_texts())
+    assert texts == ["optim=lion (2 seeds)", "the defaults (2 seeds)"]
+
+    assert short_numbers("search_muon/4: optim.lr=0.07071309960887003, optim=muon") == (
+        "search_muon/4: optim.lr=0.0707, optim=muon"
+    )
+    assert short_numbers("optim.lr=0.014 (3 seeds)") == "optim.lr=0.014 (3 seeds)"  # typed values stay

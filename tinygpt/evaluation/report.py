@@ -410,9 +410,15 @@ def plot_groups(rows: list[Row], settings: dict[str, str]) -> list[tuple[str, li
         if len(members) == 1:
             row = members[0]
             lines.append((f"{row.run.name}: {row.differs}" if row.differs else row.run.name, members))
-        else:
-            lines.append((f"{setting or 'all runs'} ({len(members)} seeds)", members))
-    return lines
+        else:  # a setting with no override of its own beside others is the defaults
+            name = setting or ("the defaults" if len(groups) > 1 else "all runs")
+            lines.append((f"{name} ({len(members)} seeds)", members))
+    return [(short_numbers(label), members) for label, members in lines]
+
+
+def short_numbers(label: str) -> str:
+    """A label's long decimals to 3 significant digits (a searched lr: 0.07071309960887003 -> 0.0707)."""
+    return re.sub(r"\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.3g}", label)
 
 
 def shared_keys(labels: list[str]) -> tuple[str | None, list[str]]:
@@ -481,7 +487,7 @@ def loss_figure(rows: list[Row], logy: bool, settings: dict[str, str] | None = N
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     seeded = any(len(members) > 1 for _, members in groups)
-    band = "; over seeds: the mean, and min..max shaded" if seeded else ""
+    band = "\nover seeds: the mean, and min..max shaded" if seeded else ""
     ax.set_title(f"val loss (markers) and train loss (thin lines){band}", fontsize="medium")
     if logy:
         ax.set_yscale("log")
