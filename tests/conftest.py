@@ -56,6 +56,27 @@ def compose_train(*overrides: str, tiny: bool = True, hydra_config: bool = False
         return compose("train", overrides=overrides, return_hydra_config=hydra_config)
 
 
+def straight_and_resumed(overrides: list[str], tmp_path: Path, total: int, stop: int) -> tuple[dict, dict]:
+    """The checkpoints of ``compose_train(*overrides)`` trained ``total`` steps uninterrupted (in
+    tmp_path/straight) and trained ``stop`` steps, then resumed to ``total`` (in tmp_path/split)."""
+    from tinygpt.training.checkpoint import load_checkpoint
+    from tinygpt.training.loop import train
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(compose_train(*overrides, f"max_steps={total}"), straight)
+    train(compose_train(*overrides, f"max_steps={stop}"), split)
+    train(set_keys(compose_train(*overrides, f"max_steps={total}"), resume=True), split)
+    return load_checkpoint(straight / "ckpt.pt"), load_checkpoint(split / "ckpt.pt")
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two checkpoints hold bitwise the same model weights."""
+    import torch
+
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
 def compose_eval(*overrides: str) -> DictConfig:
     """The config of ``python -m tinygpt.eval overrides...``."""
     with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):

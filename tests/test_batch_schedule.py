@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, compose_train, run_cli, set_keys
+from conftest import TINY, assert_same_weights, compose_train, run_cli, straight_and_resumed
 
 from tinygpt.config.schema import check_train_config
 from tinygpt.data import get_batch
 from tinygpt.errors import UserError
 from tinygpt.model import GPT
-from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
 from tinygpt.training.schedule import sequences_before, staged_size
 
@@ -115,16 +114,11 @@ def test_the_command_refuses_a_start_above_batch_size_in_one_line(tmp_path):
 def test_a_run_stopped_just_before_a_stage_resumes_across_it_bitwise(schedule, tmp_path):
     """Steps 0-1 share a shape, step 2 starts the next stage: the split run stops after step 2's
     predecessor and resumes into it; parameters, optimizer state and losses are the uninterrupted run's."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    recipe = [*schedule, "eval_interval=100", "eval_iters=1"]
-    train(compose_train(*recipe, "max_steps=5"), straight)
-    train(compose_train(*recipe, "max_steps=2"), split)
-    train(set_keys(compose_train(*recipe, "max_steps=5"), resume=True), split)
-    a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(split / "ckpt.pt")
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
+    a, b = straight_and_resumed([*schedule, "eval_interval=100", "eval_iters=1"], tmp_path, total=5, stop=2)
+    assert_same_weights(a, b)
     for index, state in a["optimizer"]["state"].items():
         assert all(torch.equal(v, b["optimizer"]["state"][index][k]) for k, v in state.items())
     assert a["tokens_seen"] == b["tokens_seen"]
-    losses = {r["step"]: r["train_loss"] for r in records(split)}
-    assert [losses[r["step"]] for r in records(straight)] == [r["train_loss"] for r in records(straight)]
+    losses = {r["step"]: r["train_loss"] for r in records(tmp_path / "split")}
+    straight = records(tmp_path / "straight")
+    assert [losses[r["step"]] for r in straight] == [r["train_loss"] for r in straight]

@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from conftest import (
     TINY,
     assert_compiles_whole,
+    assert_same_weights,
     build_model,
     compose_train,
     loss_and_grads,
     run_cli,
-    set_keys,
+    straight_and_resumed,
 )
 from hydra.utils import instantiate
 
@@ -197,19 +198,11 @@ def test_a_doc_mask_that_is_not_a_boolean_is_refused():
 def test_training_with_doc_mask_trains_and_resumes_bitwise(tmp_path):
     """2 steps, then 2 more on resume: equal to 4 straight."""
     common = documents_recipe(tmp_path)
-
-    def run(run_dir, steps, resume=False):
-        return train(set_keys(compose_train(*common, f"max_steps={steps}"), resume=resume), run_dir)
-
-    assert math.isfinite(run(tmp_path / "straight", 4)["best_val_loss"])
     data = instantiate(compose_train(*common).data, min_tokens=33)
     assert np.count_nonzero(np.asarray(data.train) == data.tokenizer.eot_id) == 2  # windows cross documents
-    run(tmp_path / "split", 2)
-    assert load_checkpoint(tmp_path / "split" / "ckpt.pt")["config"]["model"]["doc_mask"] is True
-    run(tmp_path / "split", 4, resume=True)
-    a, b = (load_checkpoint(tmp_path / name / "ckpt.pt")["model"] for name in ("straight", "split"))
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    a, b = straight_and_resumed(common, tmp_path, total=4, stop=2)
+    assert math.isfinite(a["best_val_loss"]) and b["config"]["model"]["doc_mask"] is True
+    assert_same_weights(a, b)
 
 
 def test_export_warns_and_matches_on_one_document_and_init_from_may_turn_it_on(tmp_path, caplog):

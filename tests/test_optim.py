@@ -7,11 +7,9 @@ import sys
 
 import pytest
 import torch
-from conftest import build_model, compose_train, set_keys
+from conftest import assert_same_weights, build_model, compose_train, straight_and_resumed
 
 from tinygpt.errors import UserError
-from tinygpt.training.checkpoint import load_checkpoint
-from tinygpt.training.loop import train
 from tinygpt.training.optim import GROUPING_KEYS, Lion, MuonWithAdamW, build_optimizer, param_groups, set_lr
 
 
@@ -137,12 +135,7 @@ def test_muon_with_adamw_continues_from_its_state_dict_exactly():
 
 @pytest.mark.parametrize("recipe", [["optim=muon"], ["optim=muon", "precision=fp16"], ["optim=sgd"]])
 def test_a_resumed_run_matches_an_uninterrupted_one(recipe, tmp_path):
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train(compose_train(*recipe, "max_steps=6", "eval_interval=3"), straight)
-    train(compose_train(*recipe, "max_steps=3", "eval_interval=3"), split)
-    train(set_keys(compose_train(*recipe, "max_steps=6", "eval_interval=3"), resume=True), split)
-    a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(split / "ckpt.pt")
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
+    a, b = straight_and_resumed([*recipe, "eval_interval=3"], tmp_path, total=6, stop=3)
+    assert_same_weights(a, b)
     for index, state in a["optimizer"]["state"].items():
         assert all(torch.equal(v, b["optimizer"]["state"][index][k]) for k, v in state.items())

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_model, compose_train, set_keys
+from conftest import assert_same_weights, build_model, compose_train, straight_and_resumed
 
 from tinygpt.config.schema import check_train_config
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.graphs import fill_lrs, lr_tensors
-from tinygpt.training.loop import train
 from tinygpt.training.optim import MuonWithAdamW, build_optimizer, param_groups, set_lr
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "run_written_by_0_1"  # written by TinyGPT 0.1
@@ -160,11 +159,6 @@ def test_a_graph_replay_reads_each_groups_scaled_lr():
 
 def test_a_run_with_scaled_groups_resumes_bitwise(tmp_path):
     recipe = ["model.tie_weights=false", *SCALES[:2], "eval_interval=3"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train(compose_train(*recipe, "max_steps=6"), straight)
-    train(compose_train(*recipe, "max_steps=3"), split)
-    train(set_keys(compose_train(*recipe, "max_steps=6"), resume=True), split)
-    a, b = load_checkpoint(straight / "ckpt.pt"), load_checkpoint(split / "ckpt.pt")
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
+    a, b = straight_and_resumed(recipe, tmp_path, total=6, stop=3)
+    assert_same_weights(a, b)
     assert [g.get("lr_scale") for g in b["optimizer"]["param_groups"]] == [None, 3.0, 0.5, None]

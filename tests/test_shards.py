@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    assert_same_weights,
     compose_eval,
     compose_train,
     corpus_documents,
@@ -15,7 +16,7 @@ from conftest import (
     fineweb_folder,
     llm_c_bytes,
     prepared_folder,
-    set_keys,
+    straight_and_resumed,
 )
 
 import tinygpt.config.commands  # noqa: F401  (registers the commands' schemas for compose_eval)
@@ -28,7 +29,6 @@ from tinygpt.data.stream import TokenStream
 from tinygpt.data.tokenizers import BPETokenizer, CharTokenizer
 from tinygpt.errors import UserError
 from tinygpt.evaluation.evaluate import evaluate_run
-from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
 
 
@@ -127,12 +127,7 @@ def test_a_prepared_folder_trains_with_bits_per_byte_from_its_stored_counts(tmp_
 def test_resume_on_shards_is_bitwise_the_uninterrupted_run(tmp_path, bpe):
     folder = prepared_folder(tmp_path / "prepared", bpe, documents())
     keys = ("data=shards", f"data.path={folder}", "data.align=bos", "eval_interval=4")
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train(compose_train(*keys, "max_steps=6"), straight)
-    train(compose_train(*keys, "max_steps=3"), split)
-    train(set_keys(compose_train(*keys, "max_steps=6"), resume=True), split)
-    a, b = load_checkpoint(straight / "ckpt.pt")["model"], load_checkpoint(split / "ckpt.pt")["model"]
-    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert_same_weights(*straight_and_resumed(list(keys), tmp_path, total=6, stop=3))
 
 
 @pytest.mark.parametrize("sampling", ["random", "epoch"])

@@ -9,11 +9,12 @@ import torch
 from conftest import (
     TINY,
     assert_compiles_whole,
+    assert_same_weights,
     build_model,
     compose_train,
     loss_and_grads,
     run_cli,
-    set_keys,
+    straight_and_resumed,
 )
 
 from tinygpt.config.records import MODEL_ADDED, with_added_model_keys
@@ -23,9 +24,7 @@ from tinygpt.hf.mapping import to_hf_config
 from tinygpt.inference.cache import new_cache
 from tinygpt.inference.engine import generate
 from tinygpt.model import gpt
-from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.flops import flops_per_token
-from tinygpt.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -338,20 +337,12 @@ def test_the_step_compiles_whole_and_computes_what_eager_does():
 def test_training_with_every_option_on_trains_and_resumes_bitwise(tmp_path):
     """2 steps, then 2 more on resume: equal to 4 straight; the mixing scalars move."""
 
-    def run(run_dir, steps, resume=False):
-        return train(
-            set_keys(compose_train(*ALL_ON, f"max_steps={steps}", "eval_interval=2"), resume=resume), run_dir
-        )
-
-    assert math.isfinite(run(tmp_path / "straight", 4)["best_val_loss"])
-    run(tmp_path / "split", 2)
-    assert load_checkpoint(tmp_path / "split" / "ckpt.pt")["config"]["model"]["window_pattern"] == "SL"
-    run(tmp_path / "split", 4, resume=True)
-    a, b = (load_checkpoint(tmp_path / name / "ckpt.pt")["model"] for name in ("straight", "split"))
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    assert not torch.equal(a["skip_weights"], torch.ones(1))
-    assert a["transformer.h.0.attn.c_proj.weight"].abs().sum() > 0  # zero at the start, learned since
+    a, b = straight_and_resumed([*ALL_ON, "eval_interval=2"], tmp_path, total=4, stop=2)
+    assert math.isfinite(a["best_val_loss"]) and b["config"]["model"]["window_pattern"] == "SL"
+    assert_same_weights(a, b)
+    assert not torch.equal(a["model"]["skip_weights"], torch.ones(1))
+    projection = a["model"]["transformer.h.0.attn.c_proj.weight"]
+    assert projection.abs().sum() > 0  # zero at the start, learned since
 
 
 # ---- export ---------------------------------------------------------------------------------------

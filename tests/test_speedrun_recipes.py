@@ -8,13 +8,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, corpus_documents, fineweb_folder, prepared_folder, run_cli, set_keys
+from conftest import (
+    assert_same_weights,
+    compose_train,
+    corpus_documents,
+    fineweb_folder,
+    prepared_folder,
+    run_cli,
+    set_keys,
+    straight_and_resumed,
+)
 from omegaconf import OmegaConf
 
 from tinygpt.config.schema import conf_dir
 from tinygpt.data.tokenizers import BPETokenizer
 from tinygpt.runtime.distributed import SINGLE_PROCESS
-from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
 from tinygpt.training.periodic import evaluate
 
@@ -92,18 +100,12 @@ def test_the_last_stage_trains_and_resumes_bitwise(speeches, tmp_path):
     """Every option of the ladder on together: 3 steps, then resumed to 6, equals 6 straight, across the
     batch and block schedules' stage boundaries."""
 
-    def run(run_dir, steps, resume=False):
-        cfg = compose_train("experiment=speedrun_ablation", speeches, "speedrun=schedules", *SHORT)
-        cfg = set_keys(cfg, max_steps=steps, resume=resume, batch_size_start=4, batch_size_steps=4)
-        return train(set_keys(cfg, curriculum_start_block_size=16, curriculum_steps=4), run_dir)
-
-    straight = run(tmp_path / "straight", 6)
-    assert math.isfinite(straight["best_val_loss"])
-    run(tmp_path / "split", 3)
-    run(tmp_path / "split", 6, resume=True)
-    a, b = (load_checkpoint(tmp_path / name / "ckpt.pt") for name in ("straight", "split"))
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    schedules = ["batch_size_start=4", "batch_size_steps=4"]
+    schedules += ["curriculum_start_block_size=16", "curriculum_steps=4"]
+    recipe = ["experiment=speedrun_ablation", speeches, "speedrun=schedules", *SHORT, *schedules]
+    a, b = straight_and_resumed(recipe, tmp_path, total=6, stop=3)
+    assert math.isfinite(a["best_val_loss"])
+    assert_same_weights(a, b)
 
 
 GPT2_SHRUNK = [

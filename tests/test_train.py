@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, compose_train, run_cli, set_keys
+from conftest import TINY, assert_same_weights, compose_train, run_cli, set_keys, straight_and_resumed
 
 from tinygpt.errors import UserError
 from tinygpt.training.checkpoint import load_checkpoint
@@ -87,13 +87,7 @@ def test_resume_drops_records_after_the_checkpoint_and_a_half_written_line(tmp_p
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train(compose_train("max_steps=8", "eval_interval=4"), straight)
-    train(compose_train("max_steps=4", "eval_interval=4"), split)
-    train(set_keys(compose_train("max_steps=8", "eval_interval=4"), resume=True), split)
-    a, b = load_checkpoint(straight / "ckpt.pt")["model"], load_checkpoint(split / "ckpt.pt")["model"]
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_weights(*straight_and_resumed(["eval_interval=4"], tmp_path, total=8, stop=4))
 
 
 def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
