@@ -24,6 +24,7 @@ from tinygpt.config.overrides import flat_items, override_key
 from tinygpt.config.records import upgrade, with_added_model_keys
 from tinygpt.errors import UserError
 from tinygpt.training.metrics import read_records
+from tinygpt.training.summary import duration
 
 # A directory holding any of these is a run: a job that failed before training wrote only error.txt.
 RUN_MARKERS = ("effective_config.json", "metrics.jsonl", "error.txt")
@@ -284,15 +285,6 @@ def sort_rows(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=key)  # stable: ties keep the natural run order
 
 
-def format_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    return f"{minutes // 60}h {minutes % 60:02d}m"
-
-
 def markdown_table(rows: list[Row]) -> str:
     """The table, columns padded so it also reads well as plain text; the best run is marked."""
     best = rows[0] if rows and rows[0].status != "failed" and rows[0].best_val is not None else None
@@ -306,7 +298,7 @@ def markdown_table(rows: list[Row]) -> str:
     for row in rows:
         wall = "—"
         if row.wall_s is not None:
-            wall = format_duration(row.wall_s) + (" *" if row.wall_from_mtimes else "")
+            wall = duration(row.wall_s, compact=True) + (" *" if row.wall_from_mtimes else "")
         cells = [
             row.run.name + (" (best)" if row is best else ""),
             row.differs or "—",

@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 
 
-def duration(seconds: float) -> str:
-    """``12.3 s``, ``14 min 03 s``, ``2 h 05 min``."""
+def duration(seconds: float, compact: bool = False) -> str:
+    """``12.3 s``, ``14 min 03 s``, ``2 h 05 min``; ``compact`` (a report's table): ``14m 03s``,
+    ``2h 05m``."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    h, m, s = ("h", "m", "s") if compact else (" h", " min", " s")
+    return f"{minutes}{m} {secs:02d}{s}" if not hours else f"{hours}{h} {minutes:02d}{m}"
 
 
 def shown_path(path: Path) -> str:
