@@ -14,7 +14,7 @@ end at the document's end. That is ``score_tokens`` over [prefix] + document wit
 summed (prefixes stand for no text and are not predicted).
 
 A char vocabulary has no <|endoftext|>: ``tinygpt.export`` adds it (and <unk>) as ids V and V+1, each
-row the mean of the characters' rows (``tinygpt.hf.export.with_mean_rows``). ``with_special_rows``
+row the mean of the characters' rows (``tinygpt.hf.export.mean_rows``). ``with_special_rows``
 gives the model the same rows, so the documents are scored by the model lm-evaluation-harness loads,
 the two extra logits taking their small share of the probability as they do there.
 """
@@ -30,12 +30,7 @@ from tinygpt.data import CharTokenizer, Tokenizer
 from tinygpt.data.cache import encode_documents
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import Score, count_bytes, score_tokens
-from tinygpt.hf.export import CHAR_SPECIALS
-
-
-def mean_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
-    """(V, D) ``table`` with ``rows`` rows appended, each the mean of its V rows: (V + rows, D)."""
-    return torch.cat([table, table.mean(0, keepdim=True).expand(rows, -1)])
+from tinygpt.hf.export import CHAR_SPECIALS, mean_rows
 
 
 @torch.no_grad()

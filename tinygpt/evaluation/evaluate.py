@@ -5,6 +5,7 @@ in the same chunks), and the run's stored data config may only name the loaders 
 """
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,16 @@ log = logging.getLogger("tinygpt")
 SPLITS = ("val", "train")
 
 
-def text_tokens(path: str, tokenizer: Tokenizer) -> np.ndarray:
-    """(N,) ids of a UTF-8 file (or every .txt under a folder), encoded as the token cache encodes."""
+def text_documents(path: str) -> list[Path]:
+    """The documents of ``text=``: a UTF-8 file, or every .txt under a folder, checked to hold text."""
     docs = find_documents(path, "text")
     check_documents(docs, "text", lambda n: None)  # UTF-8 with some text in it: at least one chunk
-    return np.concatenate(list(encode_documents(docs, tokenizer)))
+    return docs
+
+
+def text_tokens(path: str, tokenizer: Tokenizer) -> np.ndarray:
+    """(N,) ids of ``text_documents(path)``, encoded as the token cache encodes."""
+    return np.concatenate(list(encode_documents(text_documents(path), tokenizer)))
 
 
 def split_tokens(cfg: DictConfig, run: LoadedRun) -> np.ndarray:
@@ -76,8 +82,7 @@ def score_joined(cfg: DictConfig, run: LoadedRun, stride: int) -> tuple[Score, d
 def score_separate(cfg: DictConfig, run: LoadedRun, stride: int) -> tuple[Score, dict[str, Any]]:
     """Each document of ``text=`` on its own, after a prefix token (``documents=separate``,
     ``tinygpt.evaluation.documents``; check_keys has made sure text= is given), and what that was."""
-    docs = find_documents(str(cfg.text), "text")
-    check_documents(docs, "text", lambda n: None)
+    docs = text_documents(str(cfg.text))
     score, scored = score_documents(run.model, run.tokenizer, docs, stride, cfg.batch_size, cfg.precision)
     log.info("scored %d documents, each after a prefix token, stride %d", scored, stride)
     return score, {"split": None, "text": str(cfg.text), "data": None}

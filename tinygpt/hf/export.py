@@ -42,6 +42,11 @@ DOC_MASK_WARNING = (
 )
 
 
+def mean_rows(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """(V, D) ``table`` with ``rows`` rows appended, each the mean of its V rows: (V + rows, D)."""
+    return torch.cat([table, table.mean(0, keepdim=True).expand(rows, -1)])
+
+
 def with_mean_rows(state: dict[str, torch.Tensor], rows: int) -> dict[str, torch.Tensor]:
     """``state`` (ours, fp32 on CPU) with ``rows`` rows appended to the embedding and the output layer
     (vocab -> vocab + rows), each the mean of the trained rows: as an input, the average character; as
@@ -49,8 +54,7 @@ def with_mean_rows(state: dict[str, torch.Tensor], rows: int) -> dict[str, torch
     of the probability (Jensen: logsumexp >= log(vocab) + mean), far less once the model has learned."""
     out = dict(state)
     for name in ("transformer.wte.weight", "lm_head.weight"):
-        table = state[name]  # (vocab, n_embd)
-        out[name] = torch.cat([table, table.mean(0, keepdim=True).expand(rows, -1)])
+        out[name] = mean_rows(state[name], rows)  # (vocab, n_embd) -> (vocab + rows, n_embd)
     return out
 
 

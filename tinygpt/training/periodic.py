@@ -152,11 +152,11 @@ def evaluate(
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
+    pieces = cfg.grad_accum_steps
     for i in range(world.rank, cfg.eval_iters, world.size):
         x, y = get_batch(
             val_ids, cfg.batch_size, cfg.model.block_size, (cfg.seed, VAL_STREAM), i, device=device
         )
-        pieces = cfg.grad_accum_steps
         with autocast(device, cfg.precision):
             for x_piece, y_piece in zip(x.chunk(pieces), y.chunk(pieces), strict=True):
                 total += model(x_piece, targets=y_piece) / pieces  # the compiled model's loss is in its graph
