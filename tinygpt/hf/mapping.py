@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from tinygpt.config.records import MODEL_ADDED
 from tinygpt.errors import UserError
 from tinygpt.model.mlp import swiglu_hidden_size
 
@@ -123,7 +124,7 @@ def class_name(part: dict[str, Any], key: str) -> str:
 
 # model options no transformers architecture has -> their off value (model.zero_init_proj is not
 # here: it only sets the starting weights, and the trained model is a plain one)
-NO_ARCHITECTURE = {"value_embeds": 0, "unet_skips": False, "window_pattern": None}
+NO_ARCHITECTURE = {key: MODEL_ADDED[key] for key in ("value_embeds", "unet_skips", "window_pattern")}
 
 
 def refuse_speedrun_options(model: dict[str, Any]) -> None:
@@ -408,13 +409,9 @@ def our_model(
     norm: dict[str, Any], pos: dict[str, Any], mlp: dict[str, Any], **options: Any
 ) -> dict[str, Any]:
     """A resolved TinyGPT model config (as conf/model/*.yaml compose it) with the given parts."""
-    defaults = dict(
-        n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None, doc_mask=False
-    )  # doc_mask: transformers models attend across documents
-    defaults.update(
-        zero_init_proj=False, value_embeds=0, unet_skips=False, window_pattern=None, short_window=None
-    )
-    defaults.update(logit_softcap=None, fp8_head=False)  # uncapped logits; the plain head's matmul
+    defaults = dict(n_kv_head=None, dropout=0.0, qk_norm=False, parallel_block=False, sliding_window=None)
+    # the options added since 0.1, off as transformers has them (no document mask, no soft-cap, ...)
+    defaults |= MODEL_ADDED
     parts = dict(norm=norm, pos=pos, mlp=mlp)
     return {"_target_": "tinygpt.model.GPT", "_partial_": True, **defaults, **options, **parts}
 
