@@ -7,35 +7,35 @@ seeds. For each group, the steps that take as long as the group KEY=BASE took fo
 ``steps x base time / group time``, rounded. Prints one line per group: value, seconds per step, steps.
 """
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
+from tinygpt.config.overrides import override_key
+from tinygpt.evaluation.report import Run, load_runs
 
-def training_seconds(run: Path) -> tuple[float, int]:
-    """(seconds spent in training steps, steps) of one run directory."""
+
+def training_seconds(run: Run) -> tuple[float, int]:
+    """(seconds spent in training steps, steps) of one run, from its metrics records."""
     seconds, tokens, steps = 0.0, 0, 0
-    for line in (run / "metrics.jsonl").open(encoding="utf-8"):
-        record = json.loads(line)
+    for record in run.records:
         if "tokens_per_s" in record:
             seconds += (record["tokens_seen"] - tokens) / record["tokens_per_s"]
             tokens, steps = record["tokens_seen"], record["step"]
     return seconds, steps
 
 
-def override(run: Path, key: str) -> str:
-    """The value KEY has in the run's .hydra/overrides.yaml (plain ``- key=value`` lines)."""
-    for line in (run / ".hydra" / "overrides.yaml").read_text(encoding="utf-8").splitlines():
-        name, _, value = line.removeprefix("- ").partition("=")
-        if name == key:
-            return value
-    raise SystemExit(f"error: {run} has no override {key}=...")
+def override(run: Run, key: str) -> str:
+    """The value KEY has in the run's .hydra/overrides.yaml."""
+    for text in run.overrides or []:
+        if override_key(text) == key:
+            return text.partition("=")[2]
+    raise SystemExit(f"error: {run.path} has no override {key}=...")
 
 
 def main(sweep: Path, key: str, base: str) -> None:
     groups: dict[str, list[tuple[float, int]]] = {}
-    for run in sorted(p.parent for p in sweep.glob("*/metrics.jsonl")):
+    for run in load_runs([sweep]):
         groups.setdefault(override(run, key), []).append(training_seconds(run))
     per_step = {value: statistics.mean(s / n for s, n in runs) for value, runs in groups.items()}
     if base not in per_step:
