@@ -4,7 +4,7 @@ Each run's training time is the time its steps took, from its metrics: the token
 steps over the tokens/s logged for them (evaluations, samples and checkpoints left out). Runs are
 grouped by the value of the override KEY (e.g. ``speedrun``), and a group's time is the mean over its
 seeds. For each group, the steps that take as long as the group KEY=BASE took for its own steps:
-``steps x base time / group time``, rounded. Prints one line per group: value, seconds per step, steps.
+``steps x base time / group time``, rounded. Prints one line per group: value, milliseconds per step, steps.
 """
 
 import statistics
