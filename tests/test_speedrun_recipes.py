@@ -144,8 +144,11 @@ def test_evaluation_in_micro_batches_equals_the_whole_batch(speeches, tmp_path):
 
     cfg = compose_train("experiment=speedrun_ablation", speeches, "speedrun=rope", *SHORT)
     job = build_job(cfg, tmp_path, SINGLE_PROCESS, torch.device("cpu"), None)
-    whole = evaluate(job.state.model, job.val_ids, cfg, job.device, SINGLE_PROCESS)
-    pieces = evaluate(
-        job.state.model, job.val_ids, set_keys(cfg, grad_accum_steps=4), job.device, SINGLE_PROCESS
-    )
+    model, rows = job.state.model, []
+    model.register_forward_pre_hook(lambda module, args: rows.append(args[0].size(0)))
+    whole = evaluate(model, job.val_ids, cfg, job.device, SINGLE_PROCESS)
+    assert rows == [8] * cfg.eval_iters  # batch_size=8 (SHORT), whole
+    rows.clear()
+    pieces = evaluate(model, job.val_ids, set_keys(cfg, grad_accum_steps=4), job.device, SINGLE_PROCESS)
+    assert rows == [2] * 4 * cfg.eval_iters  # the model never sees more than a micro-batch
     assert pieces == pytest.approx(whole, rel=1e-6)
