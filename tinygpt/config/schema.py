@@ -35,7 +35,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # auto: cuda if available, else cpu (t
 PRECISIONS = ("fp32", "bf16", "fp16")  # autocast dtypes (tinygpt.runtime.device.DTYPES)
 
 Device = Choice("Device", {name: name for name in DEVICES})
-Precision = Choice("Precision", {name: name for name in PRECISIONS})
+Precision = Choice("Precision", {name: name for name in ("auto", *PRECISIONS)})  # auto: runtime.device
 CompileMode = Choice("CompileMode", {m: m for m in ("default", "reduce-overhead", "max-autotune")})
 
 
@@ -99,7 +99,9 @@ class TrainSchema:
         on_resume=CHANGEABLE,
     )
     precision: Precision = key(
-        Precision("fp32"), "fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler). bf16 is slower on CPU"
+        Precision("auto"),
+        "auto | fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler). auto: bf16 on GPUs and CPUs with "
+        "bf16 matrix units, else fp32; a resume keeps the run's. fp32: bitwise-reproducible runs",
     )
     compile: bool = key(
         False, "torch.compile the model (costs 15-20 s up front; pays off on GPU)", on_resume=CHANGEABLE

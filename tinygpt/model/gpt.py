@@ -33,11 +33,11 @@ from functools import partial
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tinygpt.errors import UserError
+from tinygpt.model.attention import attend
 from tinygpt.model.fp8 import fp8_linear
 from tinygpt.model.loss import chunked_lm_loss, lm_loss
 
@@ -137,15 +137,7 @@ class CausalSelfAttention(nn.Module):
         else:
             mask = attention_mask(pos, self.sliding_window, docs)
             causal = mask is None
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal,
-            enable_gqa=self.n_kv_head != self.n_head,
-        )  # (B, nh, T, hd)
+        y = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0)  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

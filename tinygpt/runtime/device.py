@@ -1,9 +1,13 @@
 """Where the math runs and in what precision: the ``device`` and ``precision`` values of the configs.
 
-Training and generation both pick their device here, so neither imports the other.
+Training and generation both pick their device here, so neither imports the other. ``precision=auto``
+(training's default) is decided here too: bf16 mixed precision where the hardware multiplies bf16
+matrices natively (CUDA GPUs that support bf16; CPUs with AVX512-BF16, AMX or Arm's BF16 instructions),
+fp32 elsewhere; a resumed run keeps the precision its checkpoint records.
 """
 
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -12,6 +16,9 @@ from tinygpt.errors import UserError
 from tinygpt.runtime.distributed import SINGLE_PROCESS, World
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision -> dtype
+# Instruction sets that multiply bf16 matrices natively, as torch.cpu.get_capabilities names them
+# (x86: AVX512-BF16, AMX) or /proc/cpuinfo lists them (x86 "flags", Arm "Features": bf16)
+BF16_CPU_UNITS = ("amx_bf16", "avx512_bf16", "bf16")
 
 
 def pick_device(name: str, world: World = SINGLE_PROCESS) -> torch.device:
@@ -50,3 +57,44 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def choose_precision(requested: str, device: torch.device, recorded: str | None = None) -> tuple[str, str]:
+    """The precision a run trains in, and why: ``requested`` itself unless it is ``auto``; then the
+    ``recorded`` one (a resumed run's checkpoint), else bf16 where ``device`` multiplies bf16 natively."""
+    if requested != "auto":
+        return requested, "set"
+    if recorded is not None:
+        return recorded, "auto: the run's own, from its checkpoint"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16", f"auto: {name} computes in bf16"
+        return "fp32", f"auto: {name} has no native bf16"
+    if device.type == "cpu":
+        unit = cpu_bf16_unit()
+        if unit is not None:
+            return "bf16", f"auto: the CPU has {unit}"
+        return "fp32", "auto: the CPU has no bf16 matrix instructions (AVX512-BF16, AMX or Arm BF16)"
+    return "fp32", f"auto: fp32 on {device.type}"
+
+
+def cpu_bf16_unit() -> str | None:
+    """The first of BF16_CPU_UNITS this CPU has, or None."""
+    found = cpu_features()
+    return next((unit for unit in BF16_CPU_UNITS if unit in found), None)
+
+
+def cpu_features() -> set[str]:
+    """The CPU's instruction-set features: torch's own detection where this torch has it (any OS), with
+    the flags of /proc/cpuinfo (Linux; Arm's BF16 shows there); empty when neither says."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    found = {name for name, present in capabilities.items() if present is True}
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return found
+    lines = (line.partition(":") for line in text.splitlines())
+    return found | {
+        flag for key, _, value in lines if key.strip() in ("flags", "Features") for flag in value.split()
+    }

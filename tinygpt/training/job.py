@@ -23,7 +23,7 @@ from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import check_weight_shapes, load_weights
 from tinygpt.model import build_gpt
-from tinygpt.runtime.device import check_fp8_device
+from tinygpt.runtime.device import DTYPES, check_fp8_device, choose_precision
 from tinygpt.runtime.distributed import World
 from tinygpt.runtime.files import remove_leftovers, write_text
 from tinygpt.training.flops import flops_per_token, gpu_peak
@@ -87,6 +87,7 @@ def build_job(
     and the run directory's files. ``vocab_size`` (benchmarks) builds a larger output layer than the
     tokenizer needs."""
     check_fp8_device(cfg.model.get("fp8_head", False), device)  # before any data or model is made
+    settle_precision(cfg, device, ckpt)
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
     from_folder = cfg.init_from is not None and ckpt is None  # a resume takes its weights from its checkpoint
@@ -134,6 +135,20 @@ def build_job(
         run_dir,
     )
     return job
+
+
+def settle_precision(cfg: DictConfig, device: torch.device, ckpt: dict[str, Any] | None) -> None:
+    """Replace ``precision=auto`` in ``cfg`` by the precision this run trains in (a resume: its
+    checkpoint's), so that the run's record and checkpoints store it; say which, and why."""
+    recorded = ckpt["config"].get("precision") if ckpt is not None else None
+    if recorded is not None and recorded not in DTYPES:
+        raise UserError(
+            f"the checkpoint records precision={recorded!r}, not one of {', '.join(DTYPES)}: it is damaged; "
+            "resume with precision=fp32 or bf16 as the run was trained, or start a new run"
+        )
+    precision, why = choose_precision(str(cfg.precision), device, recorded)
+    cfg.precision = precision
+    log.info("precision: %s (%s)", precision, why)
 
 
 def build_state(

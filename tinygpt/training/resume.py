@@ -39,7 +39,12 @@ def differences(old: dict[str, Any], new: dict[str, Any], relevant: Callable[[st
 
 def check_same_experiment(saved: dict[str, Any], cfg: DictConfig, path: Path) -> None:
     """Refuse a resume that would change SAME_ON_RESUME, naming each key with its old and new value."""
-    changed = differences(saved, resolved(cfg), lambda key: key.startswith(SAME_ON_RESUME))
+    keep_own = cfg.precision == "auto"  # auto: the checkpoint's precision (training.job.settle_precision)
+    changed = differences(
+        saved,
+        resolved(cfg),
+        lambda key: key.startswith(SAME_ON_RESUME) and not (keep_own and key == "precision"),
+    )
     if changed:
         raise UserError(
             f"cannot resume {path}: this run differs from the checkpoint's ({'; '.join(changed)}); resume "
