@@ -1,8 +1,9 @@
 """TinyGPT's and nanoGPT's figures, read out of each program's own logs: the reading side of
 benchmarks/vs_nanogpt.sh (the side-by-side table) and benchmarks/gpu.sh (one figure per call).
 
-    python benchmarks/vs_nanogpt.py peak --device cpu       # FLOP/s of a 2048x2048 fp32 matmul
-    python benchmarks/vs_nanogpt.py table WORK --peak 2.1e11 --peak 2.2e11 --text tinyshakespeare.txt
+    python benchmarks/vs_nanogpt.py peak --device cpu [--precision bf16]  # FLOP/s of a square matmul
+    python benchmarks/vs_nanogpt.py table WORK --peak fp32=2.1e11 --peak bf16=6.4e11 --ng-precision fp32 \
+        --text tinyshakespeare.txt
     python benchmarks/vs_nanogpt.py nano-train LOG     # nanoGPT train.py: median ms/iter, 3 first left out
     python benchmarks/vs_nanogpt.py nano-bench LOG     # nanoGPT bench.py: its "time per iteration" in ms
     python benchmarks/vs_nanogpt.py nano-mfu LOG       # nanoGPT bench.py: its MFU, against 989 TFLOP/s
@@ -15,8 +16,9 @@ a budgeted GPU call that was cut short still prints.
 
 WORK is the script's work directory: ``rows.tsv`` (per training row: name, n_layer, n_embd, block, batch,
 steps), ``wall.tsv`` (row, program, round, seconds), per row and round nanoGPT's log
-``<row>/ng_<round>.log`` and TinyGPT's run directory ``<row>/tg_<round>/`` (its metrics.jsonl), and
-``bench/`` (the bare-step logs, or a ``skipped`` note).
+``<row>/ng_<round>.log`` and TinyGPT's run directory ``<row>/tg_<round>/`` (its metrics.jsonl, and the
+precision it trained in from effective_config.json), and ``bench/`` (the bare-step logs, or a ``skipped``
+note). Each program's share of the peak is against the matmul peak of the precision it trained in.
 """
 
 import argparse
@@ -46,11 +48,12 @@ HEADER = (
 )
 
 
-def matmul_peak(device: str) -> float:
-    """FLOP/s of a square matmul: 2048 fp32 on the CPU, 8192 bf16 on a GPU (its training precision)."""
+def matmul_peak(device: str, precision: str) -> float:
+    """FLOP/s of a square matmul in ``precision`` (fp32 or bf16): 2048 on the CPU, 8192 on a GPU."""
     import torch
 
-    n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    n = 2048 if device == "cpu" else 8192
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(5):
@@ -94,7 +97,13 @@ def cells(*values: object) -> None:
     print("| " + " | ".join(fmt(v) for v in values) + " |")
 
 
-def train_rows(work: Path, peak: float, vocab: int, wall: dict) -> list[str]:
+def tg_precision(work: Path, row: str) -> str:
+    """The precision TinyGPT's round-1 run of ``row`` trained in (its effective_config.json)."""
+    config = json.loads((work / row / "tg_1" / "effective_config.json").read_text(encoding="utf-8"))
+    return str(config["precision"])
+
+
+def train_rows(work: Path, peaks: dict[str, float], ng_precision: str, vocab: int, wall: dict) -> list[str]:
     notes = []
     for spec in (work / "rows.tsv").read_text().splitlines():
         row, n_layer, n_embd, block, batch, steps = spec.split("\t")
@@ -105,11 +114,11 @@ def train_rows(work: Path, peak: float, vocab: int, wall: dict) -> list[str]:
         ms = {p: min(m[p] for m in medians) for p in PROGRAMS}  # the least disturbed round
         tok = {p: 1000 * tokens / ms[p] for p in PROGRAMS}
         flops = flops_per_step(int(n_layer), int(n_embd), int(block), int(batch), vocab)
-        share = (100 * flops * tok[p] / tokens / peak for p in PROGRAMS)
+        precision = {"ng": ng_precision, "tg": tg_precision(work, row)}
+        share = (100 * flops * tok[p] / tokens / peaks.get(precision[p], float("nan")) for p in PROGRAMS)
         walls = (wall[row, p] for p in PROGRAMS)
-        cells(
-            f"train {row}, {steps} steps", *tok.values(), tok["tg"] / tok["ng"], *ms.values(), *walls, *share
-        )
+        name = f"train {row} ({precision['ng']} / {precision['tg']}), {steps} steps"
+        cells(name, *tok.values(), tok["tg"] / tok["ng"], *ms.values(), *walls, *share)
         by_round = ", ".join(f"{m['ng']:,.0f} / {m['tg']:,.0f}" for m in medians)
         notes.append(f"train {row}: ms/step (nanoGPT / TinyGPT) by round {by_round}; steps to {warm} dropped")
     return notes
@@ -146,7 +155,7 @@ def bench_row(bench: Path) -> str:
     return "bare step: nanoGPT's bench.py (random tokens, no grad clipping) vs `python -m tinygpt.bench`"
 
 
-def table(work: Path, peak: float, vocab: int) -> None:
+def table(work: Path, peaks: dict[str, float], ng_precision: str, vocab: int) -> None:
     walls: dict[tuple[str, str], list[float]] = defaultdict(list)
     for line in (work / "wall.tsv").read_text().splitlines():
         row, prog, _, secs = line.split("\t")
@@ -157,7 +166,7 @@ def table(work: Path, peak: float, vocab: int) -> None:
     )
     cells(*HEADER)
     print("|---" + "|---:" * (len(HEADER) - 1) + "|")
-    notes = train_rows(work, peak, vocab, wall)
+    notes = train_rows(work, peaks, ng_precision, vocab, wall)
     if (work / "sample_tokens").exists():
         sample_rows(work, wall)
     notes.append(bench_row(work / "bench"))
@@ -229,10 +238,15 @@ READERS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("peak").add_argument("--device", default="cpu")
+    peak = sub.add_parser("peak")
+    peak.add_argument("--device", default="cpu")
+    peak.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     tab = sub.add_parser("table")
     tab.add_argument("work", type=Path)
-    tab.add_argument("--peak", type=float, action="append", required=True, help="FLOP/s (the best is used)")
+    tab.add_argument(
+        "--peak", action="append", required=True, help="PRECISION=FLOP/s, repeated (the best per precision)"
+    )
+    tab.add_argument("--ng-precision", default="fp32", help="the precision nanoGPT trained in")
     tab.add_argument("--text", type=Path, required=True, help="the character corpus (its vocabulary)")
     for name, (takes, _) in READERS.items():
         reader = sub.add_parser(name)
@@ -243,11 +257,19 @@ def main() -> None:
         takes, reader = READERS[args.cmd]
         print(reader(*(getattr(args, arg) for arg in takes)))
     elif args.cmd == "peak":
-        print(f"{matmul_peak(args.device):.4g}")
+        print(f"{matmul_peak(args.device, args.precision):.4g}")
     else:
-        measured = ", ".join(f"{p / 1e9:.0f}" for p in args.peak)
-        print(f"matmul peak: {max(args.peak) / 1e9:.1f} GFLOP/s (the best of {measured}: before, after)\n")
-        table(args.work, max(args.peak), len(set(args.text.read_text(encoding="utf-8"))))
+        measured: dict[str, list[float]] = defaultdict(list)
+        for item in args.peak:
+            precision, _, flops = item.partition("=")
+            measured[precision].append(float(flops))
+        for precision, values in measured.items():
+            runs = ", ".join(f"{v / 1e9:.0f}" for v in values)
+            best = max(values) / 1e9
+            print(f"{precision} matmul peak: {best:.1f} GFLOP/s (the best of {runs}: before, after)")
+        peaks = {precision: max(values) for precision, values in measured.items()}
+        print()
+        table(args.work, peaks, args.ng_precision, len(set(args.text.read_text(encoding="utf-8"))))
 
 
 if __name__ == "__main__":

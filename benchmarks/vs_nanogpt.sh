@@ -6,8 +6,10 @@
 #
 #   bash benchmarks/vs_nanogpt.sh NANOGPT_DIR [--device cpu|cuda] [--steps N] [--rounds R]
 #
-# Rows: whole training program (default model, char tiny-shakespeare, both programs' own step logs),
-# sampling 500 tokens at batch 1 from those runs; with --device cuda also the GPT-2 124M shape and
+# Rows: whole training program (default model, char tiny-shakespeare, both programs' own step logs):
+# on the CPU nanoGPT in fp32 (its only CPU precision) against TinyGPT at its default precision (auto:
+# bf16 on CPUs with bf16 matrix instructions) and again against TinyGPT in fp32; sampling 500 tokens at
+# batch 1 from those runs; with --device cuda also the GPT-2 124M shape and
 # the bare step (nanoGPT's bench.py vs `python -m tinygpt.bench`, where that command exists).
 # Env: SHAKESPEARE (a local tinyshakespeare.txt; default ../shared/data/tinyshakespeare.txt), PYTHON
 # (default python; torch and numpy for nanoGPT, tinygpt's dependencies). The table is printed last and
@@ -32,6 +34,7 @@ SHAKESPEARE=${SHAKESPEARE:-../shared/data/tinyshakespeare.txt}
 [[ -f $SHAKESPEARE ]] || die "no tiny-shakespeare at '$SHAKESPEARE' (set SHAKESPEARE=FILE)"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python}
+[[ $PY != */* ]] || PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # a relative path works from any dir
 HELPER=$REPO/benchmarks/vs_nanogpt.py
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vs_nanogpt.XXXXXX")
 NG=$WORK/nanogpt
@@ -49,8 +52,10 @@ timed() {  # timed ROW PROGRAM ROUND LOG COMMAND...: run it, append its wall sec
     'BEGIN { printf "%s\t%s\t%s\t%.2f\n", r, p, n, b - a }' >> "$WORK/wall.tsv"
 }
 
-train_row() {  # NAME N_LAYER N_HEAD N_EMBD BLOCK BATCH STEPS; NG_OPTS / TG_OPTS: precision, compile
+train_row() {  # NAME N_LAYER N_HEAD N_EMBD BLOCK BATCH STEPS [TINYGPT OVERRIDES...]; NG_OPTS / TG_OPTS
   local name=$1 l=$2 h=$3 e=$4 t=$5 b=$6 n=$7 r
+  shift 7
+  local row_opts=("${TG_OPTS[@]}" "$@")
   mkdir -p "$WORK/$name"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$l" "$e" "$t" "$b" "$n" >> "$WORK/rows.tsv"
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -62,7 +67,7 @@ train_row() {  # NAME N_LAYER N_HEAD N_EMBD BLOCK BATCH STEPS; NG_OPTS / TG_OPTS
       data.path="$SHAKESPEARE" model.n_layer="$l" model.n_head="$h" model.n_embd="$e" model.block_size="$t" \
       model.bias=false model.dropout=0.0 batch_size="$b" optim.lr=1e-3 'optim.betas=[0.9,0.99]' \
       max_steps="$n" eval_interval="$n" eval_iters=20 log_interval="$LOG_EVERY" sample_interval=0 \
-      device="$DEVICE" hydra.run.dir="$WORK/$name/tg_$r" "${TG_OPTS[@]}"
+      device="$DEVICE" hydra.run.dir="$WORK/$name/tg_$r" "${row_opts[@]}"
   done
 }
 
@@ -92,16 +97,18 @@ bench_row() {  # nanoGPT's bench.py: CUDA only (torch.cuda.synchronize), GPT-2 1
   fi
 }
 
+peaks() { for p in fp32 bf16; do echo "--peak $p=$("$PY" "$HELPER" peak --device "$DEVICE" --precision $p)"; done; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-PEAK_BEFORE=$("$PY" "$HELPER" peak --device "$DEVICE")
+PEAKS_BEFORE=$(peaks)
 if [[ $DEVICE == cpu ]]; then
   MACHINE=$(lscpu | sed -n 's/^Model name: *//p')
-  LOG_EVERY=1 NG_DTYPE=float32 NG_OPTS=(--compile=False --dtype=float32) TG_OPTS=(precision=fp32 compile=false)
-  train_row default 4 4 128 128 64 "${STEPS:-80}"
+  NG_PRECISION=fp32 LOG_EVERY=1 NG_DTYPE=float32 NG_OPTS=(--compile=False --dtype=float32) TG_OPTS=(compile=false)
+  train_row default 4 4 128 128 64 "${STEPS:-80}"  # TinyGPT's default precision (auto)
+  train_row default-fp32 4 4 128 128 64 "${STEPS:-80}" precision=fp32
   sample_rows
 else  # nanoGPT's defaults on a GPU: bf16 autocast, torch.compile
   MACHINE=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
-  LOG_EVERY=10 NG_DTYPE=bfloat16 NG_OPTS=(--dtype=bfloat16) TG_OPTS=(precision=bf16 compile=true)
+  NG_PRECISION=bf16 LOG_EVERY=10 NG_DTYPE=bfloat16 NG_OPTS=(--dtype=bfloat16) TG_OPTS=(precision=bf16 compile=true)
   train_row default 4 4 128 128 64 "${STEPS:-1000}"
   sample_rows
   train_row gpt2-124M-shape 12 12 768 1024 12 300
@@ -111,7 +118,7 @@ bench_row
   echo "command: benchmarks/vs_nanogpt.sh $ARGS  # nanoGPT $(git -C "$NG_SRC" rev-parse --short HEAD 2> /dev/null || echo checkout)"
   echo "date: $(date +%F); machine: $MACHINE; $("$PY" -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())')"
   echo "load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
-  "$PY" "$HELPER" table "$WORK" --peak "$PEAK_BEFORE" --peak "$("$PY" "$HELPER" peak --device "$DEVICE")" \
-    --text "$SHAKESPEARE"
+  # shellcheck disable=SC2046  # the peaks are "--peak PRECISION=FLOPS" words
+  "$PY" "$HELPER" table "$WORK" $PEAKS_BEFORE $(peaks) --ng-precision "$NG_PRECISION" --text "$SHAKESPEARE"
   echo "logs: $WORK"
 } | tee "$WORK/table.md"

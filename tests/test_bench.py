@@ -3,11 +3,13 @@
 import json
 
 import pytest
+import torch
 from conftest import TINY, build_model, run_cli
 from hydra import compose, initialize_config_dir
 
 from tinygpt.bench import bench_args, cli, parse_args
 from tinygpt.config.schema import conf_dir
+from tinygpt.runtime.device import choose_precision
 from tinygpt.training.flops import flops_per_token
 
 
@@ -29,7 +31,8 @@ def test_bench_times_the_training_path_and_writes_json(tmp_path, capsys):
         result["flops_per_step"] == flops_per_token(build_model(vocab_size=vocab), 32) * 4 * 32
     )  # batch 4 x 32
     assert 0 < result["mfu"] < 1 and result["peak_source"] == "peak_tflops"
-    assert result["model"] == "2L-4H-32E, block 32" and result["precision"] == "fp32"
+    assert result["model"] == "2L-4H-32E, block 32"
+    assert result["precision"] == choose_precision("auto", torch.device("cpu"))[0]  # what auto chose
     table = capsys.readouterr().out.splitlines()
     padded = main(
         ["--steps", "1", "--warmup", "0", "--peak-tflops", "1", "--vocab-size", "512", *TINY]

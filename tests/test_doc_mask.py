@@ -23,7 +23,7 @@ from tinygpt.errors import UserError
 from tinygpt.hf.export import DOC_MASK_WARNING, export_run
 from tinygpt.inference.engine import generate
 from tinygpt.inference.run import load
-from tinygpt.model import gpt
+from tinygpt.model import attention, gpt
 from tinygpt.training.checkpoint import load_checkpoint
 from tinygpt.training.loop import train
 
@@ -99,7 +99,7 @@ def test_doc_mask_false_calls_attention_exactly_as_before(monkeypatch):
         calls.append((attn_mask, is_causal))
         return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
 
-    monkeypatch.setattr(gpt.F, "scaled_dot_product_attention", recording)
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", recording)
     model, windowed = doc_model(doc_mask=False), doc_model("model.sliding_window=5", doc_mask=False)
     with torch.no_grad():
         model(prompts())

@@ -214,7 +214,10 @@ def test_compile_and_grad_checkpointing_train_and_save_plain_weights(tmp_path):
 
 def test_recipe_errors_are_clear(tmp_path):
     proc = run_cli(*TINY, "precision=fp8", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode != 0 and "Invalid value 'fp8', expected one of [fp32, bf16, fp16]" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "Invalid value 'fp8', expected one of [auto, fp32, bf16, fp16]" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     with pytest.raises(UserError, match="curriculum_start_block_size"):
         train(compose_train("curriculum_start_block_size=64"), tmp_path)

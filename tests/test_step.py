@@ -11,9 +11,13 @@ import torch
 from conftest import build_model
 
 import tinygpt.model.loss
+from tinygpt.training import step
 from tinygpt.training.optim import Lion
 from tinygpt.training.state import TrainState, make_ema
-from tinygpt.training.step import StepSettings, StepStats, accumulate_gradients, apply_update, train_step
+from tinygpt.training.step import StepStats, accumulate_gradients, apply_update, train_step
+
+# The step's settings as a run settles them, in fp32 (precision=auto is decided before the step)
+StepSettings = functools.partial(step.StepSettings, precision="fp32")
 
 X, Y = torch.randint(0, 50, (8, 16)), torch.randint(0, 50, (8, 16))
 
@@ -288,3 +292,19 @@ def test_the_whole_step_graph_trains_as_the_eager_step_through_a_change_of_block
         torch.testing.assert_close(p, q)
     for p, q in zip(graphed.ema.module.parameters(), eager.ema.module.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_ema_averages_the_weights_not_rope_tables_that_sampling_grew():
+    """Sampling past block_size grows the EMA model's RoPE tables; the next EMA update still works
+    (before: a size mismatch at the first step after such a sample) and averages every weight."""
+    model = build_model("model=llama", "model.sliding_window=5")
+    state = TrainState(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False)
+    )
+    state.ema = make_ema(model)
+    rope = state.ema.module.transformer.wpe
+    rope.cos, rope.sin = (torch.cat([t, t]) for t in (rope.cos, rope.sin))  # as a long sample leaves them
+    train_step(state, state.model, X, Y, EMA)
+    train_step(state, state.model, X, Y, EMA)
+    for mine, averaged in zip(model.parameters(), state.ema.module.parameters(), strict=True):
+        assert not torch.equal(mine, averaged) or mine.grad is None  # the second update averaged, not copied

@@ -117,7 +117,7 @@ BAD_RESUMES = {
         None,
         "optim._target_ tinygpt.training.optim.adamw -> tinygpt.training.optim.Lion",
     ),
-    "another precision": (["precision=fp16"], None, "precision fp32 -> fp16"),
+    "another precision": (["precision=fp16"], None, " -> fp16); drop those overrides"),  # from auto's choice
     "weights of another shape": (
         [],
         lambda s: s["model"].update({"transformer.wte.weight": torch.zeros(3, 3)}),

@@ -56,6 +56,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """Mixed precision for a forward pass: nothing for fp32, else torch.autocast to DTYPES[precision]."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision not in DTYPES:  # "auto" is decided once per run, by choose_precision, before any step
+        raise ValueError(f"precision {precision!r} has no dtype: settle precision=auto with choose_precision")
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 

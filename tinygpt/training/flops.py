@@ -45,9 +45,9 @@ def gpu_peak(device: torch.device, precision: str) -> float | None:
     return None
 
 
-def cpu_peak(seconds: float = 0.5, size: int = 2048) -> float:
-    """This CPU's fp32 matmul rate, measured: the best of repeated ``size`` x ``size`` matmuls."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def cpu_peak(seconds: float = 0.5, size: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """This CPU's matmul rate in ``dtype``, measured: the best of repeated ``size`` x ``size`` matmuls."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up: thread pool, caches
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -65,6 +65,9 @@ def peak_flops(device: torch.device, precision: str) -> tuple[float | None, str]
             peak,
             f"{torch.cuda.get_device_name(device)} {precision} from the table in tinygpt/training/flops.py",
         )
-    if device.type == "cpu":
-        return cpu_peak(), f"measured: fp32 2048x2048 matmul, {torch.get_num_threads()} threads"
+    if device.type == "cpu":  # fp16 autocast's products run in fp16, as bf16's in bf16
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+        peak = cpu_peak(dtype=dtype)
+        return peak, f"measured: {name} 2048x2048 matmul, {torch.get_num_threads()} threads"
     return None, f"no peak known for {device.type}"

@@ -152,12 +152,24 @@ def update_ema(ema: AveragedModel, model: nn.Module, decay: float, applied: torc
     """
     first = ema.n_averaged == 0
     weight = torch.where(first, 1.0, 1.0 - decay) * applied  # () float
-    averaged = [*ema.module.parameters(), *ema.module.buffers()]
-    current = [*model.parameters(), *model.buffers()]
+    averaged, current = learned_tensors(ema.module), learned_tensors(model)
     delta = torch._foreach_sub(current, averaged)
     torch._foreach_mul_(delta, weight)
     torch._foreach_add_(averaged, delta)
     ema.n_averaged += applied
+
+
+def learned_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The parameters and the persistent buffers: what an EMA averages. Non-persistent buffers (RoPE's
+    cos/sin tables) are computed, not learned, and sampling may grow the EMA model's copies past the
+    training model's."""
+    buffers = [
+        buffer
+        for m in module.modules()
+        for name, buffer in m._buffers.items()
+        if buffer is not None and name not in m._non_persistent_buffers_set
+    ]
+    return [*module.parameters(), *buffers]
 
 
 @contextlib.contextmanager
