@@ -1,11 +1,13 @@
 """Inference: token ids in, sampled token ids out, and text in, text out, for any ``GPT``.
 
-One decode loop (``stream_chunks``) serves every path: it feeds a ``Decoder`` (``tinygpt.inference.decoder``:
-the batch's KV cache and sampling state, and its one-token step, eager, compiled or a CUDA graph),
-follows the context rule past block_size (``tinygpt.inference.cache``), and reads tokens back to the
-host every token, or every ``CHUNK`` where the step has fixed shapes. The sampler is
-``tinygpt.inference.sampling``. ``stream_text`` / ``generate_text`` are the one path behind both
-``python -m tinygpt.generate`` and the samples the training loop logs.
+One decode loop (``decode``, behind ``stream_chunks``) serves every path: it feeds a ``Decoder``
+(``tinygpt.inference.decoder``: the batch's KV cache and sampling state, and its one-token step, eager,
+compiled or a CUDA graph) that ``new_decoder`` makes, follows the context rule past block_size
+(``tinygpt.inference.cache``), and reads tokens back to the host every token, or every ``CHUNK`` where
+the step has fixed shapes. The sampler is
+``tinygpt.inference.sampling``. ``stream_text`` / ``generate_text`` are the path behind
+``python -m tinygpt.generate``; the samples the training loop logs take the same steps (``new_decoder``,
+``decode``, ``texts_of``) with one decoder kept between them (``tinygpt.inference.repeated``).
 """
 
 from collections.abc import Iterator
