@@ -8,6 +8,8 @@
 #   step      training step speed, default model (4L-4H-128E, batch 64, bf16): nanoGPT train.py vs ours
 #   speedrun  wall time from the command to the first val loss <= 1.47 on tiny-shakespeare characters
 #   decode    sampling speed at batch 1 (benchmarks/decode_speed.py --device cuda)
+#   sampling  the periodic sample's kept decoder (first draw records the graph, the second reuses it) and
+#             batch-1 500-token speed: KV cache, static + graph, static + compiled + graph (sampling_check.py)
 #   124m      GPT-2 124M shape: nanoGPT bench.py vs ours; gradient checkpointing's memory
 #   cli       the commands' CUDA paths run: bf16 + EMA, resume, generate (static cache or not), eval,
 #             export, fp16 + Muon + gradient checkpointing, torchrun with nccl
@@ -27,12 +29,12 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python} CPU=${CPU:-0} BUDGET_S=${BUDGET_S:-600}
 OUT=${OUT:-/tmp/tinygpt-gpu} RUNS=${RUNS:-/tmp/tinygpt-gpu-runs}
-ROWS=("$@"); (( ${#ROWS[@]} )) || ROWS=(checks step speedrun decode 124m cli)
+ROWS=("$@"); (( ${#ROWS[@]} )) || ROWS=(checks step speedrun decode sampling 124m cli)
 die() { echo "error: $*" >&2; exit 2; }
 
 for row in "${ROWS[@]}"; do
-  [[ " checks step speedrun decode 124m cli recipe shards " == *" $row "* ]] ||
-    die "no row '$row': choose among checks step speedrun decode 124m cli recipe shards"
+  [[ " checks step speedrun decode sampling 124m cli recipe shards " == *" $row "* ]] ||
+    die "no row '$row': choose among checks step speedrun decode sampling 124m cli recipe shards"
 done
 if (( ! CPU )) && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2> /dev/null; then
   die "no CUDA device here: gpu.sh measures GPU rows (CPU=1 checks the script on the CPU)"
@@ -60,10 +62,11 @@ if (( CPU )); then
   RUN_TINY=(max_steps=20 eval_interval=10 eval_iters=2 sample_interval=0)
   NANO_TINY=(--device=cpu --compile=False --dtype=float32 --n_layer=1 --n_head=1 --n_embd=32 --block_size=32
              --batch_size=4 --max_iters=8 --eval_interval=4 --eval_iters=2 --log_interval=1)
-  DECODE=(--tokens 20)
+  DECODE=(--tokens 20) SAMPLING=(--device cpu --tokens 20)
   SPEEDRUN_TINY=(model.short_window=16 model.value_embeds=1 model.fp8_head=false)  # a tiny block, no FP8
 else
   DEVICE=cuda TARGET=1.47 TINY=() BENCH_TINY=() RUN_TINY=() NANO_TINY=() DECODE=(--device cuda)
+  SAMPLING=(--device cuda)
   SPEEDRUN_TINY=()
 fi
 
@@ -153,6 +156,12 @@ row_decode() {
   local r; r=$(logged decode 150 "$PY" "$REPO/benchmarks/decode_speed.py" "${DECODE[@]}")
   say ""; say "## decoding at batch 1, \`benchmarks/decode_speed.py ${DECODE[*]}\` ($r)"
   grep -E '^torch|^\|' "$OUT/decode.log" | tee -a "$SUMMARY"
+}
+
+row_sampling() {
+  local r; r=$(logged sampling 150 "$PY" "$REPO/benchmarks/sampling_check.py" "${SAMPLING[@]}")
+  say ""; say "## periodic samples and batch-1 sampling, \`benchmarks/sampling_check.py ${SAMPLING[*]}\` ($r)"
+  grep -E '^periodic|^\||rror' "$OUT/sampling.log" | tee -a "$SUMMARY"
 }
 
 row_shards() {  # a 2B-token shard set (3.8 GB under $RUNS) against the embedded corpus: start-up, RSS, step

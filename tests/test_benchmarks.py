@@ -37,10 +37,10 @@ def test_the_gpu_script_without_a_device_stops_with_one_line_before_anything_run
 
 
 def test_the_gpu_script_names_its_rows_when_given_another(tmp_path):
-    proc = gpu_script("checks", "sampling", out=tmp_path / "out")
+    proc = gpu_script("checks", "sample", out=tmp_path / "out")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: no row 'sampling': choose among checks step speedrun decode 124m cli recipe shards"
+        "error: no row 'sample': choose among checks step speedrun decode sampling 124m cli recipe shards"
     )
 
 

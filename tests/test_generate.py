@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,7 +24,7 @@ from tinygpt.inference.run import load
 from tinygpt.inference.sampling import draw
 from tinygpt.training.checkpoint import load_checkpoint, save_checkpoint
 from tinygpt.training.loop import train
-from tinygpt.training.periodic import sample_text
+from tinygpt.training.periodic import sample_text, training_sample
 
 VARIANTS = ATTENTION_VARIANTS  # 40 new tokens run far past block_size=16 for each
 BLOCK = 16
@@ -288,9 +287,8 @@ def test_eot_and_stop_end_a_sample_without_appearing_in_it(run_dir):
 
 def test_training_samples_come_from_the_same_sampler(run_dir):
     model, tok = load(run_dir, device="cpu")
-    data = SimpleNamespace(tokenizer=tok)  # all that sample_text reads of the training data
     torch.manual_seed(3)
-    during_training = sample_text(model, data, 25)
+    during_training = sample_text(model, training_sample(tok, 25))
     torch.manual_seed(3)
     from_generate = generate_text(model, tok, "\n", max_new_tokens=25, temperature=0.8, top_k=50)[0]
     assert during_training == from_generate[1:] and len(during_training) == 25

@@ -42,6 +42,11 @@ class Decoder:
         self.step: Step = self.decode_one
         self.reset()
 
+    @property
+    def fixed_shapes(self) -> bool:
+        """Whether the cache has fixed shapes: the step a CUDA graph or torch.compile can take."""
+        return any(layer_cache.fixed_shapes for layer_cache in self.cache or [])
+
     def reset(self) -> None:
         """Back to the state before the first token: nothing sampled yet, only the prompt seen."""
         for state in (self.token, self.seen, self.finished):

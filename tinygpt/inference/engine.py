@@ -1,11 +1,13 @@
 """Inference: token ids in, sampled token ids out, and text in, text out, for any ``GPT``.
 
-One decode loop (``stream_chunks``) serves every path: it feeds a ``Decoder`` (``tinygpt.inference.decoder``:
-the batch's KV cache and sampling state, and its one-token step, eager, compiled or a CUDA graph),
-follows the context rule past block_size (``tinygpt.inference.cache``), and reads tokens back to the
-host every token, or every ``CHUNK`` where the step has fixed shapes. The sampler is
-``tinygpt.inference.sampling``. ``stream_text`` / ``generate_text`` are the one path behind both
-``python -m tinygpt.generate`` and the samples the training loop logs.
+One decode loop (``decode``, behind ``stream_chunks``) serves every path: it feeds a ``Decoder``
+(``tinygpt.inference.decoder``: the batch's KV cache and sampling state, and its one-token step, eager,
+compiled or a CUDA graph) that ``new_decoder`` makes, follows the context rule past block_size
+(``tinygpt.inference.cache``), and reads tokens back to the host every token, or every ``CHUNK`` where
+the step has fixed shapes. The sampler is
+``tinygpt.inference.sampling``. ``stream_text`` / ``generate_text`` are the path behind
+``python -m tinygpt.generate``; the samples the training loop logs take the same steps (``new_decoder``,
+``decode``, ``texts_of``) with one decoder kept between them (``tinygpt.inference.repeated``).
 """
 
 from collections.abc import Iterator
@@ -64,6 +66,28 @@ def stream_chunks(
     one. The same seed gives the same tokens either way, up to float rounding. ``compile_step`` puts
     the fixed-shape step through torch.compile (``Decoder.compile``).
     """
+    controls = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+    paths = dict(kv_cache=kv_cache, static_cache=static_cache, compile_step=compile_step)
+    decoder = new_decoder(model, idx, max_new_tokens, eot_id=eot_id, generator=generator, **controls, **paths)
+    yield from decode(decoder, max_new_tokens)
+
+
+def new_decoder(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    eot_id: int | None = None,
+    kv_cache: bool = True,
+    static_cache: bool | None = None,
+    compile_step: bool = False,
+    generator: torch.Generator | None = None,
+) -> Decoder:
+    """The ``Decoder`` that ``stream_chunks`` (same arguments) decodes with: its cache, compiled and/or
+    captured as a CUDA graph where the path asks, in its state before the first token (``decode``)."""
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise UserError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -73,7 +97,7 @@ def stream_chunks(
             "compile=true compiles the static cache's one-token step: use it with static_cache=true "
             "(static_cache=auto is true on CUDA only)"
         )
-    ring = fit_context(model, idx.size(1), max_new_tokens)
+    fit_context(model, idx.size(1), max_new_tokens)  # before a capture: a graph reads the tables it finds
     controls = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     pick = partial(sample_next, generator=generator, **controls)
     decoder = Decoder(model, idx, pick, eot_id, new_cache(model, fixed_shapes=static) if kv_cache else None)
@@ -81,16 +105,18 @@ def stream_chunks(
         decoder.compile()
     if static and replays_graphs(idx.device):
         decoder.capture(generator)  # each token: one graph replay
-    yield from decode(decoder, max_new_tokens, ring, CHUNK if static else 1)
+    return decoder
 
 
-def decode(decoder: Decoder, max_new_tokens: int, ring: bool, chunk: int) -> Iterator[torch.Tensor]:
-    """The decode loop: (B, n) ids every ``chunk`` tokens, the only reads back to the host.
+def decode(decoder: Decoder, max_new_tokens: int) -> Iterator[torch.Tensor]:
+    """The decode loop from the decoder's state before its first token: (B, n) ids every ``CHUNK`` tokens
+    with a fixed-shape cache, else every token; those are the only reads back to the host.
 
     The first token, and the first after a "slide" restart, come from ``restart`` over the context
     (every token does without a cache); the others from ``step``.
     """
     model, idx, eot_id = decoder.model, decoder.prompt, decoder.eot_id
+    ring, chunk = past_block_size(model) == "ring", CHUNK if decoder.fixed_shapes else 1
     B, prompt_len = idx.shape
     total = prompt_len + max_new_tokens
     tokens = torch.empty(B, total, dtype=torch.long, device=idx.device)

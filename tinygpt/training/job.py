@@ -22,6 +22,7 @@ from tinygpt.data import TextData, on_device
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import count_bytes
 from tinygpt.hf.init_from import check_weight_shapes, load_weights
+from tinygpt.inference.repeated import RepeatedSample
 from tinygpt.model import build_gpt
 from tinygpt.runtime.device import DTYPES, check_fp8_device, choose_precision
 from tinygpt.runtime.distributed import World
@@ -66,6 +67,7 @@ class Job:
     val_bytes_per_token: float | None = None  # over the whole val split: val loss -> bits per byte
     tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported
+    sampler: RepeatedSample | None = None  # the periodic samples', kept with its decoder between them
 
     @property
     def last_step(self) -> bool:

@@ -5,15 +5,16 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from tinygpt.data import VAL_STREAM, TextData, get_batch
+from tinygpt.data import VAL_STREAM, get_batch
 from tinygpt.errors import UserError
 from tinygpt.evaluation.scoring import bits_per_byte
-from tinygpt.inference.engine import generate_text
+from tinygpt.inference.repeated import RepeatedSample
 from tinygpt.runtime.device import autocast
 from tinygpt.runtime.distributed import (
     World,
@@ -165,28 +166,35 @@ def evaluate(
 
 
 def log_sample(job: Job) -> None:
+    """Log a text sample of the model (of the EMA, when there is one), drawn by the run's one sampler."""
     state = job.state
-    text = sample_text(
-        state.ema.module if state.ema is not None else state.model, job.data, job.cfg.sample_tokens
-    )
+    if job.sampler is None:  # made at the first sample; its decoder is kept for the next ones
+        job.sampler = training_sample(job.data.tokenizer, job.cfg.sample_tokens)
+    text = sample_text(state.ema.module if state.ema is not None else state.model, job.sampler)
     log.info("sample at step %d:\n%s", state.step, text)
     job.logger.sample(state.step, text)
 
 
+def training_sample(tokenizer: Any, n_tokens: int) -> RepeatedSample:
+    """The training loop's samples, drawn exactly as ``python -m tinygpt.generate`` draws one (KV cache,
+    stop at EOT), at temperature 0.8 and top_k 50, from the start of a paragraph when the vocabulary
+    can say so."""
+    try:
+        start = "\n"
+        tokenizer.encode(start)
+    except UserError:
+        start = tokenizer.decode([0])
+    return RepeatedSample(tokenizer, start, n_tokens, temperature=0.8, top_k=50)
+
+
 @torch.no_grad()
-def sample_text(model: torch.nn.Module, data: TextData, n_tokens: int) -> str:
-    """A sample drawn exactly as ``python -m tinygpt.generate`` draws one (KV cache, stop at EOT)."""
+def sample_text(model: torch.nn.Module, sampler: RepeatedSample) -> str:
+    """The continuation ``sampler`` draws from ``model`` (in eval mode meanwhile), without its start."""
     was_training = model.training
     model.eval()
-    tok = data.tokenizer
-    try:
-        start = "\n"  # samples open like a new paragraph when the vocabulary can say so
-        tok.encode(start)
-    except UserError:
-        start = tok.decode([0])
-    text = generate_text(model, tok, start, max_new_tokens=n_tokens, temperature=0.8, top_k=50)[0]
+    text = sampler.text(model)
     model.train(was_training)
-    return text[len(start) :]
+    return text[len(sampler.prompt) :]
 
 
 def save(job: Job, path: Path) -> None:
