@@ -128,6 +128,7 @@ def evaluate_and_keep_best(
         if ratio is not None:
             record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
     job.eval_seconds = time.perf_counter() - started
+    job.startup.add("first evaluation", job.eval_seconds)  # the first one's compilation shows here
     if announced and show_progress is not None:
         show_progress(state.step, f"val loss {job.val_loss:.4f}")
     job.logger.log(record)
@@ -165,10 +166,11 @@ def evaluate(
 
 
 def log_sample(job: Job) -> None:
-    state = job.state
+    state, started = job.state, time.perf_counter()
     text = sample_text(
         state.ema.module if state.ema is not None else state.model, job.data, job.cfg.sample_tokens
     )
+    job.startup.add("first sample", time.perf_counter() - started)
     log.info("sample at step %d:\n%s", state.step, text)
     job.logger.sample(state.step, text)
 
