@@ -8,9 +8,12 @@ sample are timed where they run, as they come later and between steps. No torch 
 starts the clock before torch is imported.
 """
 
+import contextlib
+import gc
 import logging
 import os
 import time
+from collections.abc import Iterator
 
 log = logging.getLogger("tinygpt")
 
@@ -30,6 +33,20 @@ def process_start() -> float | None:
         return None
     age = uptime - started  # seconds this process has been running
     return time.perf_counter() - age if 0 <= age < 600 else None
+
+
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """No garbage collection in the block: for imports whose objects live until exit (torch's), which
+    the collector would otherwise scan again and again as they pile up (a second of torch's import and
+    torch._dynamo's on 2 cores). The collector is as it was after the block."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class StartupClock:
