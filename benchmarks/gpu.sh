@@ -254,7 +254,7 @@ row_startup() {
     line=$(capped 120 "${TIME_TO[@]}" 0 "$OUT/startup_${variant%=*}.log" -- "$PY" -m tinygpt.train \
       experiment=shakespeare_speedrun data.path="$SHAKESPEARE" hydra.run.dir="$RUNS/startup" "${extra[@]}" \
       "${TINY[@]}" "${RUN_TINY[@]}")
-    say "- \`experiment=shakespeare_speedrun ${extra[*]}\`: ${line:-not run (budget)}"
+    say "- \`experiment=shakespeare_speedrun${extra[*]:+ ${extra[*]}}\`: ${line:-not run (budget)}"
     say '  ```'
     startup_phases "startup_${variant%=*}" | tee -a "$SUMMARY"
     say '  ```'

@@ -40,7 +40,7 @@ def test_the_gpu_script_names_its_rows_when_given_another(tmp_path):
     proc = gpu_script("checks", "sampling", out=tmp_path / "out")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: no row 'sampling': choose among checks step speedrun decode 124m cli recipe shards"
+        "error: no row 'sampling': choose among checks step speedrun decode 124m cli recipe shards startup"
     )
 
 
