@@ -16,6 +16,7 @@
 #   recipe    nanoGPT's shakespeare_char recipe, 5000 steps (experiments/README.md; ~80 s more)
 #   shards    a 2B-token shard set against the embedded corpus: time to step 1, peak RSS, step time
 #             (benchmarks/shards_startup.py; writes 3.8 GB under $RUNS once)
+#   startup   the speedrun's start-up phases (docs/training.md#start-up), as committed and with compile=true
 # Prints, and writes to $OUT/summary.md as the rows come, one Markdown section per row; every log lies
 # beside it. Run directories and checkpoints go to $RUNS (default /tmp/tinygpt-gpu-runs), not to $OUT.
 # Env: OUT (default /tmp/tinygpt-gpu); NANOGPT, a checkout of karpathy/nanoGPT (without it, its side of
@@ -33,8 +34,8 @@ ROWS=("$@"); (( ${#ROWS[@]} )) || ROWS=(checks step speedrun decode sampling 124
 die() { echo "error: $*" >&2; exit 2; }
 
 for row in "${ROWS[@]}"; do
-  [[ " checks step speedrun decode sampling 124m cli recipe shards " == *" $row "* ]] ||
-    die "no row '$row': choose among checks step speedrun decode sampling 124m cli recipe shards"
+  [[ " checks step speedrun decode sampling 124m cli recipe shards startup " == *" $row "* ]] ||
+    die "no row '$row': choose among checks step speedrun decode sampling 124m cli recipe shards startup"
 done
 if (( ! CPU )) && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2> /dev/null; then
   die "no CUDA device here: gpu.sh measures GPU rows (CPU=1 checks the script on the CPU)"
@@ -143,7 +144,7 @@ row_speedrun() {
     "${RUN_TINY[@]}")
   say "- TinyGPT \`experiment=shakespeare_speedrun\`: ${line:-not run (budget)}"
   say '  ```'  # where the time went, from the stamped log
-  grep -E "using token|model:|replayed|recorded|val_loss|stopping|rror" "$OUT/speedrun.log" | unstamp |
+  grep -E "using token|model:|start-up|replayed|recorded|val_loss|stopping|rror" "$OUT/speedrun.log" | unstamp |
     tee -a "$SUMMARY"
   say '  ```'
   if [[ -z $NG ]]; then say "- nanoGPT: not run ($NG_WHY)"; return; fi
@@ -245,6 +246,28 @@ row_recipe() {
     hydra.run.dir="$RUNS/recipe" "${TINY[@]}" "${RUN_TINY[@]}")
   say "- the whole run: ${line:-not run (budget)}"
   say "- its last step line: $(grep -E 'tok/s' "$OUT/recipe.log" | grep -v done | tail -n 1 | unstamp)"
+}
+
+startup_phases() {  # startup_phases NAME: NAME.log's start-up line, one phase a line
+  grep -o 'start-up: .*' "$OUT/$1.log" | head -n 1 | sed -E 's/^start-up: //; s/ = /\n= /; s/; /\n/; s/, /\n/g' |
+    sed 's/^/    /'
+}
+
+row_startup() {
+  say ""; say "## start-up: the speedrun's phases (docs/training.md#start-up), each to its end, then the first eval and sample"
+  [[ -n $SHAKESPEARE ]] || { say "not run: no tiny-shakespeare here (set SHAKESPEARE=FILE)"; return; }
+  local variant line
+  for variant in committed compile=true; do  # the recipe, then with compilation (its cost: first step, first eval)
+    local extra=(); [[ $variant == committed ]] || extra=("$variant")
+    rm -rf "$RUNS/startup"
+    line=$(capped 120 "${TIME_TO[@]}" 0 "$OUT/startup_${variant%=*}.log" -- "$PY" -m tinygpt.train \
+      experiment=shakespeare_speedrun data.path="$SHAKESPEARE" hydra.run.dir="$RUNS/startup" "${extra[@]}" \
+      "${TINY[@]}" "${RUN_TINY[@]}")
+    say "- \`experiment=shakespeare_speedrun${extra[*]:+ ${extra[*]}}\`: ${line:-not run (budget)}"
+    say '  ```'
+    startup_phases "startup_${variant%=*}" | tee -a "$SUMMARY"
+    say '  ```'
+  done
 }
 
 SHAKESPEARE=${SHAKESPEARE:-}

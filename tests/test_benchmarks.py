@@ -40,7 +40,8 @@ def test_the_gpu_script_names_its_rows_when_given_another(tmp_path):
     proc = gpu_script("checks", "sample", out=tmp_path / "out")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: no row 'sample': choose among checks step speedrun decode sampling 124m cli recipe shards"
+        "error: no row 'sample': choose among checks step speedrun decode sampling 124m cli recipe shards "
+        "startup"
     )
 
 

@@ -2,10 +2,14 @@
 (``max_steps=1,2``, ``optim=adamw``), before Hydra would advise ``+max_step=1`` or list its search path.
 
 Keys are checked by composing the overrides as the run will; a sweep's value (``-m max_step=1,2``) is
-checked through its first value, and a group's every value (``-m optim=adam,lion``) by name.
+checked through its first value, and a group's every value (``-m optim=adam,lion``) by name. A training
+command line that sets only the schema's own top-level keys (``max_steps=1 eval_interval=1``) is not
+composed here: those keys are in every training config, and Hydra composes it next anyway.
 """
 
 import difflib
+from dataclasses import fields
+from typing import Any
 
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
@@ -14,9 +18,12 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from tinygpt.config.jsonconfig import FLAT_GROUPS, FLAT_VALUES, config_loader, group_options
 from tinygpt.config.overrides import flat_items, override_key, parse_override
+from tinygpt.config.schema import TrainSchema
 from tinygpt.errors import UserError
 
 TRAINING = ("train", "bench")  # the commands with the training config, its groups and flat keys
+# the training config's own top-level values (max_steps, seed, ...), its groups (model, data, ...) left out
+SCHEMA_KEYS = {f.name for f in fields(TrainSchema) if f.type is not Any}
 
 
 def check_keys(overrides: list[str], config: str = "train") -> None:
@@ -25,6 +32,8 @@ def check_keys(overrides: list[str], config: str = "train") -> None:
     plain = [o for o in overrides if "=" in o and not o.startswith("-")]
     check_group_options(plain)
     composable = [first for first in map(first_value, plain) if first is not None]
+    if config == "train" and all(override.split("=", 1)[0] in SCHEMA_KEYS for override in composable):
+        return  # keys every composed config holds (max_steps=1): composing could not find one unknown
     try:
         config_loader().load_configuration(config, composable, RunMode.RUN, from_shell=False)
     except MissingConfigException as exc:  # an option of a group inside another (model/norm=rms)

@@ -1,1 +1,2 @@
-"""Runtime: device and precision, distributed processes, progress display, files replaced atomically."""
+"""Runtime: device and precision, distributed processes, progress display, files replaced atomically,
+the start-up clock."""

@@ -27,6 +27,7 @@ from tinygpt.model import build_gpt
 from tinygpt.runtime.device import DTYPES, check_fp8_device, choose_precision
 from tinygpt.runtime.distributed import World
 from tinygpt.runtime.files import remove_leftovers, write_text
+from tinygpt.runtime.startup import StartupClock
 from tinygpt.training.flops import flops_per_token, gpu_peak
 from tinygpt.training.graphs import GraphedStep, GraphedUpdate, can_graph_update
 from tinygpt.training.loggers import NullLogger
@@ -68,6 +69,7 @@ class Job:
     tokens_per_s: float = math.nan  # over the whole (resumed part of the) run, evals and checkpoints left out
     skipped_logged: int = 0  # skipped updates already reported
     sampler: RepeatedSample | None = None  # the periodic samples', kept with its decoder between them
+    startup: StartupClock = field(default_factory=StartupClock)  # the start-up's phases, reported once
 
     @property
     def last_step(self) -> bool:
@@ -84,27 +86,24 @@ def build_job(
     device: torch.device,
     ckpt: dict[str, Any] | None,
     vocab_size: int | None = None,
+    clock: StartupClock | None = None,
 ) -> Job:
     """Data, model, optimizer, schedule and state from the config (restored from ``ckpt`` if given),
     and the run directory's files. ``vocab_size`` (benchmarks) builds a larger output layer than the
-    tokenizer needs."""
+    tokenizer needs. ``clock`` marks the start-up's phases as they end (tinygpt/runtime/startup.py)."""
+    clock = clock or StartupClock()
+    clock.mark("setup")  # since the imports: the process group, the resume check, the config's checks
     check_fp8_device(cfg.model.get("fp8_head", False), device)  # before any data or model is made
     settle_precision(cfg, device, ckpt)
     seed_everything(cfg.seed)
     data: TextData = instantiate(cfg.data, min_tokens=cfg.model.block_size + 1)  # one window + its target
-    from_folder = cfg.init_from is not None and ckpt is None  # a resume takes its weights from its checkpoint
-    if from_folder:  # before the model is built: its config.json may claim a huge model
-        check_weight_shapes(cfg.init_from, resolved(cfg)["model"], data.tokenizer)
-    model = build_gpt(instantiate(cfg.model), data.tokenizer, vocab_size).to(device)
-    model.grad_checkpointing = cfg.grad_checkpointing
-    if from_folder:
-        load_weights(model, cfg.init_from, resolved(cfg)["model"])
-    lr_factor = build_schedule(cfg)
-    stretched = schedule_stretch(cfg, ckpt, lr_factor) if ckpt is not None else None
-    if stretched:
-        log.warning(stretched)
+    clock.mark("data")
+    model = build_model(cfg, data, device, vocab_size, cfg.init_from is not None and ckpt is None, clock)
+    lr_factor = build_schedule(cfg, ckpt)
     state = build_state(cfg, model, device, ckpt, run_dir)
+    clock.mark("optimizer")
     forward, no_sync = wrap_model(model, cfg, world, device)
+    clock.mark("wrap")
     job = Job(
         cfg=cfg,
         run_dir=run_dir,
@@ -123,20 +122,30 @@ def build_job(
         flops_per_token=flops_per_token(model, cfg.model.block_size),
         peak_flops=gpu_peak(device, str(cfg.precision)) if device.type == "cuda" else None,
         val_bytes_per_token=bytes_per_token(data),
+        startup=clock,
     )
+    clock.mark("job")
     set_up_graphs(job)
+    clock.mark("graphs")
     if world.is_main:
         start_run_dir(job)
+    clock.mark("run dir")
+    log_model(job)
+    return job
+
+
+def log_model(job: Job) -> None:
+    """The start-up's "model:" line: its size, vocabulary, device, precision and run directory."""
+    model = job.state.model
     log.info(
         "model: %.2fM parameters (%.2fM non-embedding), vocab %d, device %s, precision %s, run dir %s",
         model.num_params(non_embedding=False) / 1e6,
         model.num_params() / 1e6,
-        data.tokenizer.vocab_size,
-        device,
-        cfg.precision,
-        run_dir,
+        job.data.tokenizer.vocab_size,
+        job.device,
+        job.cfg.precision,
+        job.run_dir,
     )
-    return job
 
 
 def settle_precision(cfg: DictConfig, device: torch.device, ckpt: dict[str, Any] | None) -> None:
@@ -153,6 +162,29 @@ def settle_precision(cfg: DictConfig, device: torch.device, ckpt: dict[str, Any]
     log.info("precision: %s (%s)", precision, why)
 
 
+def build_model(
+    cfg: DictConfig,
+    data: TextData,
+    device: torch.device,
+    vocab_size: int | None,
+    from_folder: bool,
+    clock: StartupClock,
+) -> torch.nn.Module:
+    """The GPT on ``device``, its weights from ``cfg.init_from``'s folder when ``from_folder`` (not on a
+    resume: its weights come from its checkpoint). The start-up's "model" phase ends before the move: a
+    GPU's first use (CUDA's start) shows in "to device", with the weights' loading."""
+    if from_folder:  # before the model is built: its config.json may claim a huge model
+        check_weight_shapes(cfg.init_from, resolved(cfg)["model"], data.tokenizer)
+    model = build_gpt(instantiate(cfg.model), data.tokenizer, vocab_size)
+    clock.mark("model")
+    model = model.to(device)
+    model.grad_checkpointing = cfg.grad_checkpointing
+    if from_folder:
+        load_weights(model, cfg.init_from, resolved(cfg)["model"])
+    clock.mark("to device")
+    return model
+
+
 def build_state(
     cfg: DictConfig, model: torch.nn.Module, device: torch.device, ckpt: dict[str, Any] | None, run_dir: Path
 ) -> TrainState:
@@ -167,10 +199,14 @@ def build_state(
     return state
 
 
-def build_schedule(cfg: DictConfig) -> Callable[[int, int], float]:
-    """The LR multiplier (step, max_steps) -> factor; a bad schedule value fails here, before any work."""
+def build_schedule(cfg: DictConfig, ckpt: dict[str, Any] | None = None) -> Callable[[int, int], float]:
+    """The LR multiplier (step, max_steps) -> factor; a bad schedule value fails here, before any work.
+    On a resume from ``ckpt``, a warning if the run's schedule is stretched (``schedule_stretch``)."""
     lr_factor = instantiate(cfg.schedule)
     lr_factor(0, cfg.max_steps)
+    stretched = schedule_stretch(cfg, ckpt, lr_factor) if ckpt is not None else None
+    if stretched:
+        log.warning(stretched)
     warmup = cfg.schedule.get("warmup_steps", 0)
     if warmup >= cfg.max_steps:
         log.warning(

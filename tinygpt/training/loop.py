@@ -25,6 +25,7 @@ from tinygpt.runtime.distributed import (
     sum_over_ranks,
 )
 from tinygpt.runtime.progress import progress_bar
+from tinygpt.runtime.startup import FIRST_STEP, StartupClock
 from tinygpt.training.job import Job, build_job
 from tinygpt.training.optim import set_lr
 from tinygpt.training.periodic import evaluate_and_keep_best, log_sample, log_training, save, stop_if_diverged
@@ -64,12 +65,14 @@ def train(
     world: World = SINGLE_PROCESS,
     overrides: list[str] | None = None,
     ckpt: dict[str, Any] | None = None,
+    clock: StartupClock | None = None,
 ) -> dict[str, float]:
     """Run (or resume) one training job into ``run_dir``; returns final and best val loss.
 
     Under DDP every rank calls this with the same run_dir; rank 0 alone writes into it. ``overrides``
     (the command line's) are stored in checkpoints, so that a resume can compose the run's recipe again.
     ``ckpt``: run_dir's ckpt.pt when the caller has read it already (``resumed_config``), else read here.
+    ``clock``: the command's start-up clock (tinygpt/runtime/startup.py), else one that starts here.
     """
     run_dir, started = Path(run_dir), time.perf_counter()
     if cfg.init_from is not None:  # model config and tokenizer from a transformers folder
@@ -78,7 +81,7 @@ def train(
     device = pick_device(cfg.device, world)
     with locked_run_dir(run_dir, enabled=world.is_main):  # one process per run directory
         ckpt = checkpoint_to_resume(cfg, run_dir / "ckpt.pt", ckpt)
-        job = build_job(cfg, run_dir, world, device, ckpt)
+        job = build_job(cfg, run_dir, world, device, ckpt, clock=clock or StartupClock(started))
         job.overrides = overrides
         if ckpt is not None and world.is_main:
             record_resume(run_dir, job.state.step, overrides or [])
@@ -114,6 +117,7 @@ def run_loop(job: Job) -> None:
             if logs:
                 shape = (batch_size, block_size)
                 log_training(job, stats, lr, shape, throughput.rate(state.tokens_seen), show_progress)
+            job.startup.mark(FIRST_STEP)  # its loss is read above: on a GPU the step has run by now
             stop = STOP.agreed(job.world)  # a signal on any rank: every rank stops after this step
             with throughput.paused(), whole_run.paused():
                 if job.due(cfg.eval_interval):
@@ -123,11 +127,20 @@ def run_loop(job: Job) -> None:
                     log_sample(job)
                 if job.due(cfg.ckpt_interval) or reached or stop:
                     save(job, job.run_dir / "ckpt.pt")
+                if job.due(cfg.eval_interval):
+                    report_startup(job)
             if reached:
                 break
             if stop and not job.last_step:
                 raise Interrupted(stop, state.step, job.run_dir)
     job.tokens_per_s = whole_run.rate(state.tokens_seen)
+
+
+def report_startup(job: Job) -> None:
+    """After the first evaluation: the start-up's line in the log, and its phases in the metrics."""
+    phases = job.startup.report_once()
+    if phases is not None:
+        job.logger.log({"step": job.state.step, "time": time.time(), "startup_s": phases})
 
 
 def reached_target(job: Job) -> bool:

@@ -129,6 +129,7 @@ def evaluate_and_keep_best(
         if ratio is not None:
             record["ema_val_bpb"] = bits_per_byte(record["ema_val_loss"], ratio)
     job.eval_seconds = time.perf_counter() - started
+    job.startup.add("first evaluation", job.eval_seconds)  # the first one's compilation shows here
     if announced and show_progress is not None:
         show_progress(state.step, f"val loss {job.val_loss:.4f}")
     job.logger.log(record)
@@ -167,10 +168,11 @@ def evaluate(
 
 def log_sample(job: Job) -> None:
     """Log a text sample of the model (of the EMA, when there is one), drawn by the run's one sampler."""
-    state = job.state
+    state, started = job.state, time.perf_counter()
     if job.sampler is None:  # made at the first sample; its decoder is kept for the next ones
         job.sampler = training_sample(job.data.tokenizer, job.cfg.sample_tokens)
     text = sample_text(state.ema.module if state.ema is not None else state.model, job.sampler)
+    job.startup.add("first sample", time.perf_counter() - started)
     log.info("sample at step %d:\n%s", state.step, text)
     job.logger.sample(state.step, text)
 

@@ -23,7 +23,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
 from tinygpt.errors import UserError
-from tinygpt.training.resume import latest_run, typed_run_dir
 
 try:
     import fcntl
@@ -87,15 +86,24 @@ class RunDirGuard(Callback):
         self._lock_path: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.get("resume") is True and not typed_run_dir(config):  # continue the latest run
-            with read_write(config.hydra):
-                config.hydra.run.dir = str(_or_exit(latest_run, Path(config.hydra.run.dir)))
+        if config.get("resume") is True:
+            self._find_latest_run(config)
         run_dir = Path(config.hydra.run.dir)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the run directory
             self._lock_path = _or_exit(acquire_run_dir, run_dir)
         if (run_dir / "ckpt.pt").exists():  # a resume, or a refused new run: .hydra/ keeps the first record
             with read_write(config.hydra):
                 config.hydra.output_subdir = None
+
+    @staticmethod
+    def _find_latest_run(config: DictConfig) -> None:
+        """``resume=true`` without a run directory: continue the latest run. Imported here, as torch comes
+        with them: a new run imports torch in the command's main, where its start-up phase shows it."""
+        from tinygpt.training.resume import latest_run, typed_run_dir
+
+        if not typed_run_dir(config):
+            with read_write(config.hydra):
+                config.hydra.run.dir = str(_or_exit(latest_run, Path(config.hydra.run.dir)))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_run_dir(self._lock_path)
