@@ -99,3 +99,24 @@ def test_the_commands_leave_rich_unimported_off_a_terminal():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["False"]
+
+
+def test_checking_a_runs_shapes_on_the_meta_device_leaves_torch_dynamo_unimported():
+    """generate, eval and export build the run's model on the meta device first: initializing it there
+    went through torch's Python meta kernels, which import torch._dynamo (about 1 s of start-up)."""
+    check = (
+        "import sys\n"
+        "from functools import partial\n"
+        "from hydra.utils import instantiate\n"
+        "from conftest import compose_train\n"
+        "from tinygpt.data.tokenizers import CharTokenizer\n"
+        "from tinygpt.model.build import weight_shapes\n"
+        "shapes = weight_shapes(instantiate(compose_train().model), CharTokenizer.train(['abcdef']))\n"
+        "print(shapes['transformer.wte.weight'], 'torch._dynamo' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["(6,", "32)", "False"]

@@ -2,7 +2,8 @@
 run, export, benchmarks, tests) goes through ``build_gpt``, so the model gets its vocabulary size and
 its document token (for ``model.doc_mask``) the same way everywhere."""
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -26,9 +27,25 @@ def weight_shapes(factory: Callable[..., GPT], tokenizer: Any) -> dict[str, tupl
     """The shape of each tensor in the state dict of the model ``build_gpt`` would build, found by
     building it on the meta device: nothing is allocated, so a config claiming a huge model is checked
     against the weights meant for it before any memory goes to it."""
-    with torch.device("meta"):
+    with torch.device("meta"), initializers_skipped():
         model = build_gpt(factory, tokenizer)
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+@contextlib.contextmanager
+def initializers_skipped() -> Iterator[None]:
+    """``torch.nn.init``'s in-place initializers as no-ops for the block: on the meta device there is
+    nothing to fill, and filling it anyway imports torch._dynamo (about 1 s of every command that loads a
+    run: torch's meta kernels for random fills are written in Python and wrapped by it)."""
+    names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    try:
+        for name in names:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
 
 
 def shape_mismatch(
