@@ -89,7 +89,7 @@ def test_training_logs_the_startup_once_with_every_phase_in_order_and_records_th
     assert [name for name, _ in chained] == TRAIN_PHASES
     assert [name for name, _ in later] == LATER
     check_plausible(chained, total)
-    assert all(seconds > 0 for _, seconds in later)
+    assert all(seconds >= 0 for _, seconds in later)  # tiny work: may round to 0.00 s on a fast machine
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     startup = [r for r in records if "startup_s" in r]
     assert len(startup) == 1 and startup[0]["step"] == 2  # the first evaluation's step
