@@ -10,7 +10,7 @@ the step has fixed shapes. The sampler is
 ``decode``, ``texts_of``) with one decoder kept between them (``tinygpt.inference.repeated``).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -212,22 +212,23 @@ def stream_text(
         compile_step=compile_step,
         generator=generator,
     )
-    steps = (step for chunk in chunks for step in chunk.T.tolist())  # one host read per chunk
-    yield from texts_of(steps, tokenizer, prompt, num_samples, stop, eot_id)
+    yield from texts_of(chunks, tokenizer, prompt, num_samples, stop, eot_id)
 
 
 def texts_of(
-    steps: Iterator[list[int]],
+    chunks: Iterable[torch.Tensor],
     tokenizer: Any,
     prompt: str,
     num_samples: int,
     stop: str | None,
     eot_id: int | None,
 ) -> Iterator[list[str]]:
-    """The texts of ``stream_text`` after each step's ids (one per sample): a sample ends at ``eot_id``
-    or just before ``stop``, and the texts stop coming once all have ended."""
+    """The texts of ``stream_text`` after each step of the (B, n) id chunks ``decode`` yields (one row
+    per sample): a sample ends at ``eot_id`` or just before ``stop``, and the texts stop coming once all
+    have ended."""
     new_ids: list[list[int]] = [[] for _ in range(num_samples)]
     texts, ended = [prompt] * num_samples, [False] * num_samples
+    steps = (step for chunk in chunks for step in chunk.T.tolist())  # one host read per chunk
     for nxt in steps:
         for i, token in enumerate(nxt):
             if ended[i] or token == eot_id:
@@ -246,10 +247,15 @@ def texts_of(
 
 def generate_text(model: GPT, tokenizer: Any, prompt: str, **controls: Any) -> list[str]:
     """The final texts of ``stream_text`` (same keywords): prompt + continuation, one per sample."""
-    texts = [prompt]
-    for latest in stream_text(model, tokenizer, prompt, **controls):
-        texts = latest
-    return texts
+    return final_texts(stream_text(model, tokenizer, prompt, **controls), prompt)
+
+
+def final_texts(texts: Iterable[list[str]], prompt: str) -> list[str]:
+    """The last of a stream of texts (``stream_text``, ``texts_of``): the final ones; [prompt] if none."""
+    final = [prompt]
+    for latest in texts:
+        final = latest
+    return final
 
 
 def describe_context(model: GPT) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tinygpt.inference.decoder import Decoder
-from tinygpt.inference.engine import decode, encode_prompt, new_decoder, texts_of
+from tinygpt.inference.engine import decode, encode_prompt, final_texts, new_decoder, texts_of
 from tinygpt.model import GPT
 
 Address = tuple[str, torch.dtype, int]  # a tensor's device, dtype and address
@@ -41,12 +41,9 @@ class RepeatedSample:
     @torch.no_grad()
     def text(self, model: GPT) -> str:
         """The prompt and its continuation: the text a new decoder gives at this random state."""
-        decoder = self.decoder_for(model)
-        steps = (step for chunk in decode(decoder, self.max_new_tokens) for step in chunk.T.tolist())
-        final = [self.prompt]
-        for texts in texts_of(steps, self.tokenizer, self.prompt, 1, None, self.eot_id):
-            final = texts  # the last texts are the final ones
-        return final[0]
+        chunks = decode(self.decoder_for(model), self.max_new_tokens)
+        texts = texts_of(chunks, self.tokenizer, self.prompt, 1, None, self.eot_id)
+        return final_texts(texts, self.prompt)[0]
 
     def decoder_for(self, model: GPT) -> Decoder:
         """The kept decoder, reset to its state before the first token; a new one if it was made for
