@@ -71,5 +71,7 @@ def explicit_attention(
     scores = torch.baddbmm(
         bias, q.reshape(B * nh, T, hd), k.reshape(B * nh, Tk, hd).transpose(1, 2), alpha=1 / math.sqrt(hd)
     )  # (B*nh, T, Tk)
-    probs = F.dropout(F.softmax(scores, dim=-1), p=dropout_p) if dropout_p else F.softmax(scores, dim=-1)
+    probs = F.softmax(scores, dim=-1)
+    if dropout_p:
+        probs = F.dropout(probs, p=dropout_p)
     return torch.bmm(probs, v.reshape(B * nh, Tk, hd)).view(B, nh, T, hd)

@@ -73,19 +73,21 @@ class StartupClock:
             self.phases[name] = max(seconds, 0.0)
             log.debug("start-up: %s took %.3f s", name, seconds)
 
+    def split(self) -> tuple[list[str], list[str]]:
+        """The phases' names: those chained up to the first step (all, before it), and those after."""
+        names = list(self.phases)
+        cut = names.index(FIRST_STEP) + 1 if FIRST_STEP in names else len(names)
+        return names[:cut], names[cut:]
+
     def to_first_step(self) -> float:
         """The seconds from the start to the end of the first step: the chained phases together."""
-        names = list(self.phases)
-        chained = names[: names.index(FIRST_STEP) + 1] if FIRST_STEP in names else names
-        return sum(self.phases[name] for name in chained)
+        return sum(self.phases[name] for name in self.split()[0])
 
     def line(self) -> str:
         """``start-up: launch 0.41 s, ..., first step 2.80 s = 6.62 s to the first step; first evaluation
         9.40 s, first sample 1.10 s``."""
-        names = list(self.phases)
-        cut = names.index(FIRST_STEP) + 1 if FIRST_STEP in names else len(names)
-        chained = ", ".join(f"{name} {self.phases[name]:.2f} s" for name in names[:cut])
-        later = ", ".join(f"{name} {self.phases[name]:.2f} s" for name in names[cut:])
+        listed = (", ".join(f"{name} {self.phases[name]:.2f} s" for name in part) for part in self.split())
+        chained, later = listed
         return f"start-up: {chained} = {self.to_first_step():.2f} s to the first step" + (
             f"; {later}" if later else ""
         )

@@ -12,6 +12,8 @@ import time
 import torch
 from torch import nn
 
+from tinygpt.runtime.device import DTYPES
+
 # Dense peak FLOP/s of common GPUs by precision (the vendors' figures, without sparsity). fp32 is the
 # plain (non-tensor-core) rate: torch does not use TF32 for matmuls unless told to.
 GPU_PEAKS: dict[str, dict[str, float]] = {
@@ -65,9 +67,8 @@ def peak_flops(device: torch.device, precision: str) -> tuple[float | None, str]
             peak,
             f"{torch.cuda.get_device_name(device)} {precision} from the table in tinygpt/training/flops.py",
         )
-    if device.type == "cpu":  # fp16 autocast's products run in fp16, as bf16's in bf16
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-        peak = cpu_peak(dtype=dtype)
+    if device.type == "cpu":  # autocast's products run in its dtype: measure that one
+        name = precision if precision in DTYPES else "fp32"
+        peak = cpu_peak(dtype=DTYPES[name])
         return peak, f"measured: {name} 2048x2048 matmul, {torch.get_num_threads()} threads"
     return None, f"no peak known for {device.type}"
