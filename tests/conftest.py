@@ -308,3 +308,25 @@ def assert_compiles_whole(model, idx) -> None:
     model.eval()
     tokens = generate(model, idx, 8, top_k=1, static_cache=True)
     assert torch.equal(generate(model, idx, 8, top_k=1, static_cache=True, compile_step=True), tokens)
+
+
+def graph_by_running(monkeypatch) -> list:
+    """The CUDA-graph decode path on the CPU, its CUDA parts replaced: the "capture" runs the step three
+    times and each "replay" reruns it into the one output tensor. Returns the captures' generators."""
+    import torch
+
+    import tinygpt.inference.decoder
+    import tinygpt.inference.engine
+
+    captures = []
+
+    def capture_by_running(step, generator):
+        for _ in range(3):  # two warm-ups, then the recording
+            out = step()
+        captures.append(generator)
+        return lambda: out.copy_(step())
+
+    monkeypatch.setattr(tinygpt.inference.engine, "replays_graphs", lambda device: True)
+    monkeypatch.setattr(tinygpt.inference.decoder, "graphed", capture_by_running)
+    monkeypatch.setattr(torch.cuda, "default_generators", (torch.default_generator,))
+    return captures

@@ -11,7 +11,16 @@ import sys
 
 import pytest
 import torch
-from conftest import ATTENTION_VARIANTS, REPO, TINY, build_model, compose_train, edited_copy, run_cli
+from conftest import (
+    ATTENTION_VARIANTS,
+    REPO,
+    TINY,
+    build_model,
+    compose_train,
+    edited_copy,
+    graph_by_running,
+    run_cli,
+)
 from hydra import compose, initialize_config_dir
 
 from tinygpt.config.schema import conf_dir
@@ -133,8 +142,6 @@ def test_the_step_replayed_as_a_graph_gives_the_eager_steps_tokens(variant, prom
     Capturing must put the decoder's state and the random generator back, so the tokens are the eager
     ones: greedy, seeded with a generator and with the default one, through slide restarts and a ring
     that wraps. On a GPU: ``benchmarks/generate_speed.py --device cuda`` ("same tokens")."""
-    import tinygpt.inference.decoder
-    import tinygpt.inference.engine
 
     model = sharp_model(*VARIANTS[variant])
     prompt = torch.randint(0, 50, (2, prompt_len))
@@ -148,17 +155,7 @@ def test_the_step_replayed_as_a_graph_gives_the_eager_steps_tokens(variant, prom
         return [greedy, seeded, default_rng]
 
     eager = texts(static_cache=False)
-    captures = []
-
-    def capture_by_running(step, generator):
-        for _ in range(3):  # two warm-ups, then the recording
-            out = step()
-        captures.append(generator)
-        return lambda: out.copy_(step())
-
-    monkeypatch.setattr(tinygpt.inference.engine, "replays_graphs", lambda device: True)
-    monkeypatch.setattr(tinygpt.inference.decoder, "graphed", capture_by_running)
-    monkeypatch.setattr(torch.cuda, "default_generators", (torch.default_generator,))
+    captures = graph_by_running(monkeypatch)
     replayed = texts(static_cache=True)
     assert len(captures) == 3 and captures[0] is None and captures[2] is None
     for got, expected in zip(replayed, eager, strict=True):

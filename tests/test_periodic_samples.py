@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from conftest import build_model, compose_train
+from conftest import build_model, compose_train, graph_by_running
 
 import tinygpt.inference.decoder
 import tinygpt.inference.engine
@@ -47,23 +47,6 @@ def count_calls(monkeypatch, module, name: str) -> list[int]:
 
     monkeypatch.setattr(module, name, counted)
     return calls
-
-
-def graph_by_running(monkeypatch) -> list[int]:
-    """The CUDA-graph path on the CPU, its CUDA parts replaced as in test_generate: the "capture" runs the
-    step three times and each "replay" reruns it into the one output tensor. Returns the capture count."""
-    captures = []
-
-    def capture_by_running(step, generator):
-        for _ in range(3):  # two warm-ups, then the recording
-            out = step()
-        captures.append(generator)
-        return lambda: out.copy_(step())
-
-    monkeypatch.setattr(tinygpt.inference.engine, "replays_graphs", lambda device: True)
-    monkeypatch.setattr(tinygpt.inference.decoder, "graphed", capture_by_running)
-    monkeypatch.setattr(torch.cuda, "default_generators", (torch.default_generator,))
-    return captures
 
 
 def test_a_training_run_makes_its_sample_decoder_once_and_samples_what_new_decoders_give(
