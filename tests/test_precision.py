@@ -170,6 +170,7 @@ def test_bf16_training_on_the_cpu_follows_fp32(tmp_path):
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         losses[precision] = [r["train_loss"] for r in records if "train_loss" in r]
     assert len(losses["fp32"]) == 20
+    assert losses["bf16"] != losses["fp32"]  # bf16 really ran: its rounding shows in the losses
     assert losses["fp32"][-1] < losses["fp32"][0] - 0.5  # it learns
     for a, b in zip(losses["fp32"], losses["bf16"], strict=True):
         assert abs(a - b) < 0.02 * a
